@@ -4,21 +4,105 @@
 to disk (``cache=True``) so a second process starts warm. fastmath lets LLVM
 reassociate and vectorise reductions but keeps ``nnan``/``ninf`` off: max
 pooling starts from ``-inf`` and NaN must propagate to the layers' checks.
+
+The on-disk cache is guarded (:class:`_GuardedCache`). numba's cache keeps one
+index file per function mapping signatures to numbered data files, and
+rewrites it without a lock, so two processes compiling different signatures
+of one kernel at once can pair an index entry with the other's machine code
+(numba#4807, #10128). Here every cache read takes a shared and every write an
+exclusive ``flock`` on a per-function lock file, and a cache entry that cannot
+be read (truncated, corrupted, foreign) is a cache miss: the kernel is
+recompiled and the entry rewritten, with a warning, never a crash.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
+from typing import Any, Iterator
+
 import numba
 
-FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+try:  # POSIX only; elsewhere the cache runs unguarded, as numba ships it.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 _OPTIONS = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 
 
+class CacheWarning(UserWarning):
+    """A numba cache entry could not be read or written; the kernel still runs."""
+
+
+class _GuardedCache:
+    """Wraps a dispatcher's numba cache: file-locked I/O, corrupt entries recompiled."""
+
+    def __init__(self, cache: Any) -> None:
+        self._cache = cache
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cache, name)
+
+    @contextlib.contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
+        path = os.path.join(self._cache.cache_path, self._cache._cache_file._index_name + ".lock")
+        try:
+            os.makedirs(self._cache.cache_path, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:  # unwritable cache dir: numba falls back or skips saving
+            yield
+            return
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def load_overload(self, sig, target_context):
+        try:
+            with self._locked(fcntl.LOCK_SH):
+                return self._cache.load_overload(sig, target_context)
+        except Exception as exc:  # a corrupt entry is a miss, not a failure
+            warnings.warn(
+                f"fastzero: unreadable numba cache entry for {self._cache._name} "
+                f"in {self._cache.cache_path} ({type(exc).__name__}: {exc}); recompiling",
+                CacheWarning,
+                stacklevel=2,
+            )
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            with self._locked(fcntl.LOCK_EX):
+                try:
+                    self._cache.save_overload(sig, data)
+                except Exception:
+                    # A corrupt index cannot be extended: start it afresh once.
+                    self._cache.flush()
+                    self._cache.save_overload(sig, data)
+        except Exception as exc:
+            warnings.warn(
+                f"fastzero: could not write the numba cache for {self._cache._name} "
+                f"in {self._cache.cache_path} ({type(exc).__name__}: {exc})",
+                CacheWarning,
+                stacklevel=2,
+            )
+
+
+def _guard(dispatcher):
+    if fcntl is not None and not isinstance(dispatcher._cache, _GuardedCache):
+        dispatcher._cache = _GuardedCache(dispatcher._cache)
+    return dispatcher
+
+
 def jit(func):
     """``@jit``: a serial, cached, no-python kernel."""
-    return numba.njit(**_OPTIONS)(func)
+    return _guard(numba.njit(**_OPTIONS)(func))
 
 
 def pjit(func):
     """``@pjit``: a ``parallel=True`` cached kernel; its ``prange`` loops run on numba's threads."""
-    return numba.njit(parallel=True, **_OPTIONS)(func)
+    return _guard(numba.njit(parallel=True, **_OPTIONS)(func))
