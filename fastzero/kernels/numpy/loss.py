@@ -1,0 +1,31 @@
+"""Softmax and the softmax + cross-entropy loss (the book's ``SoftmaxWithLoss``)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``x`` (N, K), shifted by the row max so it cannot overflow."""
+    x = x - np.max(x, axis=1, keepdims=True)
+    e = np.exp(x)
+    return e / np.sum(e, axis=1, keepdims=True)
+
+
+def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray):
+    """``(loss, y)``: ``y = softmax(x)``, ``loss = -sum(log(y[n, t[n]] + 1e-7)) / N``.
+
+    ``x`` (N, K) logits, ``t`` (N,) int64 labels; ``loss`` is a Python float.
+    """
+    y = softmax(x)
+    n = x.shape[0]
+    loss = -np.sum(np.log(y[np.arange(n), t] + 1e-7)) / n
+    return float(loss), y
+
+
+def softmax_cross_entropy_backward(dout: float, y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``(y - onehot(t)) * dout / N``."""
+    n = y.shape[0]
+    dx = y.copy()
+    dx[np.arange(n), t] -= 1
+    dx *= dout / n
+    return dx
