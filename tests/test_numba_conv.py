@@ -1,0 +1,149 @@
+"""numba convolution kernels against the NumPy reference backend (and the definition)."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import fastzero
+from fastzero.kernels.numba import conv as fast
+from fastzero.kernels.numpy import conv as ref
+
+RTOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+# (N, C, H, W, FN, FH, FW, stride, pad): batch 1 and odd batches, odd sizes,
+# 1/3/16 channels, 1x1 / 3x3 / 5x5 / 7x3 filters, strides 1-3, pads 0-2.
+SHAPES = [
+    (1, 1, 28, 28, 30, 5, 5, 1, 0),  # SimpleConvNet conv1, one image
+    (3, 16, 9, 9, 16, 3, 3, 1, 1),  # DeepConvNet's 3x3 pad 1
+    (5, 3, 11, 10, 4, 7, 3, 2, 2),
+    (2, 3, 9, 7, 3, 1, 1, 3, 0),
+    (4, 1, 8, 8, 2, 3, 3, 3, 2),
+    (1, 3, 5, 6, 2, 5, 5, 1, 2),
+    (7, 16, 13, 11, 3, 3, 5, 2, 1),
+    (3, 1, 6, 9, 5, 3, 3, 2, 0),
+]
+IDS = ["N{}C{}H{}W{}-F{}x{}x{}-s{}p{}".format(*s) for s in SHAPES]
+
+
+def assert_close(actual, expected, rtol):
+    """``|actual - expected| <= rtol * max|expected|`` elementwise, and same shape and dtype."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape
+    assert actual.dtype == expected.dtype
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), np.finfo(expected.dtype).tiny)
+    err = float(np.max(np.abs(actual.astype(np.float64) - expected), initial=0.0))
+    assert err <= rtol * scale, f"max abs error {err:.3g} > {rtol} * {scale:.3g}"
+
+
+def make_conv(rng, shape, dtype):
+    N, C, H, W, FN, FH, FW, stride, pad = shape
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    Wt = rng.standard_normal((FN, C, FH, FW)).astype(dtype)
+    b = rng.standard_normal(FN).astype(dtype)
+    OH, OW = (H + 2 * pad - FH) // stride + 1, (W + 2 * pad - FW) // stride + 1
+    dout = rng.standard_normal((N, FN, OH, OW)).astype(dtype)
+    return x, Wt, b, dout, stride, pad
+
+
+def check_conv(x, Wt, b, dout, stride, pad):
+    rtol = RTOL[x.dtype.type]
+    out, cache = fast.conv_forward(x, Wt, b, stride, pad)
+    out_ref, cache_ref = ref.conv_forward(x, Wt, b, stride, pad)
+    assert_close(out, out_ref, rtol)
+    grads = fast.conv_backward(dout, cache, Wt, stride, pad)
+    grads_ref = ref.conv_backward(dout, cache_ref, Wt, stride, pad)
+    for g, g_ref in zip(grads, grads_ref):
+        assert_close(g, g_ref, rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_im2col_col2im_match_reference(rng, shape, dtype):
+    x, Wt, _, _, stride, pad = make_conv(rng, shape, dtype)
+    FH, FW = Wt.shape[2:]
+    col = fast.im2col(x, FH, FW, stride, pad)
+    np.testing.assert_array_equal(col, ref.im2col(x, FH, FW, stride, pad))
+    assert col.dtype == x.dtype and col.flags.c_contiguous
+    dcol = rng.standard_normal(col.shape).astype(dtype)
+    assert_close(
+        fast.col2im(dcol, x.shape, FH, FW, stride, pad),
+        ref.col2im(dcol, x.shape, FH, FW, stride, pad),
+        RTOL[dtype],
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_conv_forward_backward_match_reference(rng, shape, dtype):
+    check_conv(*make_conv(rng, shape, dtype))
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 15000])
+def test_batch_chunking_matches_reference(rng, monkeypatch, chunk_bytes):
+    """One sample per chunk, and chunks of several samples with a shorter last one."""
+    monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
+    check_conv(*make_conv(rng, (7, 3, 6, 5, 4, 3, 3, 1, 1), np.float64))
+
+
+def test_conv_forward_matches_definition(rng):
+    """out[n, f, y, x] = b[f] + sum_{c,i,j} W[f, c, i, j] * x_pad[n, c, y*s + i, x*s + j]."""
+    x, Wt, b, _, stride, pad = make_conv(rng, (2, 3, 8, 7, 4, 3, 2, 2, 1), np.float64)
+    FH, FW = Wt.shape[2:]
+    xp = np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+    out, _ = fast.conv_forward(x, Wt, b, stride, pad)
+    OH, OW = out.shape[2:]
+    expected = np.empty_like(out)
+    for y in range(OH):
+        for z in range(OW):
+            window = xp[:, :, y * stride:y * stride + FH, z * stride:z * stride + FW]
+            expected[:, :, y, z] = np.einsum("ncij,fcij->nf", window, Wt) + b
+    assert_close(out, expected, 1e-12)
+
+
+def test_col2im_is_adjoint_of_im2col(rng):
+    """<im2col(x), c> == <x, col2im(c)> for random x and c."""
+    x = rng.standard_normal((3, 2, 7, 8))
+    col = fast.im2col(x, 3, 2, 2, 1)
+    c = rng.standard_normal(col.shape)
+    lhs = np.vdot(col, c)
+    rhs = np.vdot(x, fast.col2im(c, x.shape, 3, 2, 2, 1))
+    assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
+
+
+@given(
+    n=st.integers(1, 4),
+    c=st.integers(1, 5),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    fn=st.integers(1, 6),
+    fh=st.integers(1, 5),
+    fw=st.integers(1, 5),
+    stride=st.integers(1, 3),
+    pad=st.integers(0, 2),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_conv_random_shapes_match_reference(n, c, h, w, fn, fh, fw, stride, pad, seed):
+    assume(h + 2 * pad >= fh and w + 2 * pad >= fw)  # else no output pixel: rejected by the layer
+    rng = np.random.default_rng(seed)
+    check_conv(*make_conv(rng, (n, c, h, w, fn, fh, fw, stride, pad), np.float64))
+
+
+def conv_step(x, Wt, b, dout, stride, pad):
+    out, cache = fast.conv_forward(x, Wt, b, stride, pad)
+    return (out,) + fast.conv_backward(dout, cache, Wt, stride, pad)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv_is_deterministic_and_thread_count_independent(rng, dtype):
+    args = make_conv(rng, (9, 16, 10, 10, 8, 3, 3, 1, 1), dtype)
+    first, again = conv_step(*args), conv_step(*args)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    threads = fastzero.get_num_threads()
+    try:
+        fastzero.set_num_threads(1)
+        serial = conv_step(*args)
+    finally:
+        fastzero.set_num_threads(threads)
+    for a, b in zip(serial, first):
+        assert_close(a, b, RTOL[dtype])
