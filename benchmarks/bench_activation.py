@@ -1,0 +1,10 @@
+"""ReLU forward + backward on SimpleConvNet's conv1 output (100, 30, 24, 24)."""
+from . import _harness
+
+
+class Activation(_harness._KernelTimes, family="activation"):
+    """Seconds per call, numpy reference and numba, float64 and float32."""
+
+
+class ActivationSpeedup(_harness._Speedup, family="activation"):
+    """numpy time / numba time, measured in one process."""
