@@ -1,0 +1,55 @@
+"""Dropout kernels (the book's ``Dropout``); the caller draws the random numbers.
+
+Arrays are flattened to 1-D views, as in :mod:`.activation`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from fastzero.kernels.numba._jit import pjit
+
+
+@pjit
+def _dropout_forward(x, rand, ratio, out, mask):
+    for i in prange(x.size):
+        keep = rand[i] > ratio
+        mask[i] = keep
+        out[i] = x[i] * x.dtype.type(keep)
+
+
+@pjit
+def _masked_product(a, mask, out):
+    for i in prange(a.size):
+        out[i] = a[i] * a.dtype.type(mask[i])
+
+
+def dropout_forward(
+    x: np.ndarray, rand: np.ndarray, ratio: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the entries of ``x`` whose ``rand`` is ``<= ratio``.
+
+    Parameters
+    ----------
+    x : array
+    rand : array of ``x``'s shape, uniform in ``[0, 1)``
+    ratio : float, the dropout ratio
+
+    Returns
+    -------
+    out : array like ``x``, ``x * mask``
+    mask : bool array, ``rand > ratio``
+    """
+    out = np.empty_like(x)
+    mask = np.empty(x.shape, dtype=np.bool_)
+    _dropout_forward(
+        x.reshape(-1), rand.reshape(-1), rand.dtype.type(ratio), out.reshape(-1), mask.reshape(-1)
+    )
+    return out, mask
+
+
+def dropout_backward(dout: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``dout * mask``."""
+    dx = np.empty_like(dout)
+    _masked_product(dout.reshape(-1), mask.reshape(-1), dx.reshape(-1))
+    return dx

@@ -1,0 +1,137 @@
+"""Optimizer update kernels: one fused, in-place pass over each parameter.
+
+The wrappers flatten ``param``, ``grad`` and the state arrays to 1-D views of
+the same memory (they are C-contiguous) and cast the hyper-parameters to the
+parameter's dtype, so float32 updates run in float32. Products of
+hyper-parameters (``1 - beta1``, ``momentum**2`` ...) are formed in Python
+floats first, in the same order as the book's NumPy code.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from fastzero.kernels.numba._jit import pjit
+
+#: The book's epsilon in the adaptive optimizers' denominators.
+EPS = 1e-7
+
+
+@pjit
+def _sgd(param, grad, lr):
+    for i in prange(param.size):
+        param[i] -= lr * grad[i]
+
+
+@pjit
+def _momentum(param, grad, v, lr, momentum):
+    for i in prange(param.size):
+        vi = momentum * v[i] - lr * grad[i]
+        v[i] = vi
+        param[i] += vi
+
+
+@pjit
+def _nesterov(param, grad, v, lr, momentum, momentum_sq, lr_ahead):
+    for i in prange(param.size):
+        vi = v[i] * momentum
+        vi -= lr * grad[i]
+        v[i] = vi
+        param[i] += momentum_sq * vi
+        param[i] -= lr_ahead * grad[i]
+
+
+@pjit
+def _adagrad(param, grad, h, lr):
+    eps = param.dtype.type(EPS)
+    for i in prange(param.size):
+        hi = h[i] + grad[i] * grad[i]
+        h[i] = hi
+        param[i] -= lr * grad[i] / (np.sqrt(hi) + eps)
+
+
+@pjit
+def _rmsprop(param, grad, h, lr, decay_rate, keep):
+    eps = param.dtype.type(EPS)
+    for i in prange(param.size):
+        hi = decay_rate * h[i] + keep * grad[i] * grad[i]
+        h[i] = hi
+        param[i] -= lr * grad[i] / (np.sqrt(hi) + eps)
+
+
+@pjit
+def _adam(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2):
+    eps = param.dtype.type(EPS)
+    for i in prange(param.size):
+        g = grad[i]
+        mi = m[i] + one_minus_beta1 * (g - m[i])
+        vi = v[i] + one_minus_beta2 * (g * g - v[i])
+        m[i] = mi
+        v[i] = vi
+        param[i] -= lr_t * mi / (np.sqrt(vi) + eps)
+
+
+def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> None:
+    """``param -= lr * grad``, in place."""
+    _sgd(param.reshape(-1), grad.reshape(-1), param.dtype.type(lr))
+
+
+def momentum_update(
+    param: np.ndarray, grad: np.ndarray, v: np.ndarray, lr: float, momentum: float
+) -> None:
+    """``v = momentum * v - lr * grad; param += v``, in place."""
+    typ = param.dtype.type
+    _momentum(param.reshape(-1), grad.reshape(-1), v.reshape(-1), typ(lr), typ(momentum))
+
+
+def nesterov_update(
+    param: np.ndarray, grad: np.ndarray, v: np.ndarray, lr: float, momentum: float
+) -> None:
+    """Nesterov's accelerated gradient, in place.
+
+    ``v *= momentum; v -= lr * grad;
+    param += momentum**2 * v; param -= (1 + momentum) * lr * grad``
+    """
+    typ = param.dtype.type
+    _nesterov(
+        param.reshape(-1), grad.reshape(-1), v.reshape(-1),
+        typ(lr), typ(momentum), typ(momentum * momentum), typ((1 + momentum) * lr),
+    )
+
+
+def adagrad_update(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float) -> None:
+    """``h += grad**2; param -= lr * grad / (sqrt(h) + 1e-7)``, in place."""
+    _adagrad(param.reshape(-1), grad.reshape(-1), h.reshape(-1), param.dtype.type(lr))
+
+
+def rmsprop_update(
+    param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float, decay_rate: float
+) -> None:
+    """``h = decay_rate * h + (1 - decay_rate) * grad**2;
+    param -= lr * grad / (sqrt(h) + 1e-7)``, in place."""
+    typ = param.dtype.type
+    _rmsprop(
+        param.reshape(-1), grad.reshape(-1), h.reshape(-1),
+        typ(lr), typ(decay_rate), typ(1 - decay_rate),
+    )
+
+
+def adam_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    lr_t: float,
+    beta1: float,
+    beta2: float,
+) -> None:
+    """Adam, in place; ``lr_t`` is already bias-corrected by the caller.
+
+    ``m += (1 - beta1) * (grad - m); v += (1 - beta2) * (grad**2 - v);
+    param -= lr_t * m / (sqrt(v) + 1e-7)``
+    """
+    typ = param.dtype.type
+    _adam(
+        param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+        typ(lr_t), typ(1 - beta1), typ(1 - beta2),
+    )

@@ -1,0 +1,178 @@
+"""The numba backend's dense, activation, loss, norm and dropout kernels vs the NumPy reference.
+
+Every kernel runs on both backends with the same inputs; the outputs must
+agree (float64: within 1e-10 of the largest magnitude, float32: 1e-4), keep
+the input dtype, and the inputs must come back unchanged.
+"""
+import numpy as np
+import pytest
+
+from fastzero import _backend
+
+REF = _backend.kernels("numpy")
+FAST = _backend.kernels("numba")
+
+DTYPES = [np.float64, np.float32]
+#: (N, D): batch 1, odd sizes, a single column, wider than one column block.
+MATRIX_SHAPES = [(1, 1), (1, 9), (7, 13), (130, 1), (3, 300)]
+#: Element-wise kernels accept any shape.
+ARRAY_SHAPES = [(1,), (7, 13), (2, 3, 5, 7), (1, 1000)]
+
+
+def tolerance(dtype):
+    return 1e-10 if dtype == np.float64 else 1e-4
+
+
+def assert_close(actual, desired, dtype):
+    """Same type, dtype and shape; values within ``dtype``'s tolerance of max |desired|."""
+    if isinstance(desired, float):
+        assert isinstance(actual, float)
+        np.testing.assert_allclose(actual, desired, rtol=tolerance(dtype))
+        return
+    assert actual.dtype == desired.dtype
+    assert actual.shape == desired.shape
+    if desired.dtype == np.bool_:
+        np.testing.assert_array_equal(actual, desired)
+        return
+    tol = tolerance(dtype)
+    atol = tol * float(np.max(np.abs(desired), initial=0.0))
+    np.testing.assert_allclose(actual, desired, rtol=tol, atol=atol)
+
+
+def compare(name, *args):
+    """Run kernel ``name`` on both backends; check outputs agree and inputs are untouched.
+
+    The tolerance follows the first float array argument's dtype.
+    """
+    dtype = next(a.dtype for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+    before = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    desired = getattr(REF, name)(*args)
+    actual = getattr(FAST, name)(*args)
+    for a, b in zip(args, before):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name} modified an input")
+    if not isinstance(desired, tuple):
+        actual, desired = (actual,), (desired,)
+    assert len(actual) == len(desired)
+    for a, d in zip(actual, desired):
+        assert_close(a, d, dtype)
+    return actual
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, d, m", [(1, 1, 1), (1, 9, 5), (7, 13, 3), (130, 2, 1), (3, 11, 300)])
+def test_affine(rng, dtype, n, d, m):
+    x = rng.standard_normal((n, d)).astype(dtype)
+    W = rng.standard_normal((d, m)).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype)
+    compare("affine_forward", x, W, b)
+    compare("affine_backward", rng.standard_normal((n, m)).astype(dtype), x, W)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ARRAY_SHAPES)
+def test_relu(rng, dtype, shape):
+    x = np.round(rng.standard_normal(shape), 1).astype(dtype)  # exact zeros: mask is x <= 0
+    _, mask = compare("relu_forward", x)
+    compare("relu_backward", rng.standard_normal(shape).astype(dtype), mask)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ARRAY_SHAPES)
+def test_sigmoid(rng, dtype, shape):
+    x = (4 * rng.standard_normal(shape)).astype(dtype)
+    out = compare("sigmoid_forward", x)[0]
+    compare("sigmoid_backward", rng.standard_normal(shape).astype(dtype), out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_saturates_without_overflow(dtype):
+    x = np.array([-1e4, -800.0, -50.0, 0.0, 50.0, 800.0, 1e4], dtype=dtype)
+    with np.errstate(all="raise"):
+        out = FAST.sigmoid_forward(x)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out[[0, 1, 5, 6]], [0, 0, 1, 1])
+    assert out[3] == 0.5
+    assert 0 < out[2] < 1e-20 if dtype == np.float64 else 0 <= out[2] < 1e-20
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", MATRIX_SHAPES)
+def test_softmax_and_cross_entropy(rng, dtype, shape):
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    t = rng.integers(0, shape[1], size=shape[0])
+    compare("softmax", x)
+    loss, y = compare("softmax_cross_entropy_forward", x, t)
+    compare("softmax_cross_entropy_backward", 1.0, y, t)
+    compare("softmax_cross_entropy_backward", 0.37, y, t)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_finite_at_huge_logits(dtype):
+    x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]], dtype=dtype)
+    t = np.array([1, 0, 2])
+    loss, y = compare("softmax_cross_entropy_forward", x, t)
+    assert np.isfinite(loss) and np.all(np.isfinite(y))
+    np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-6)
+    # y[n, t[n]] == 0 for rows 0 and 2: the loss is -log(1e-7) there
+    np.testing.assert_allclose(loss, (2 * -np.log(1e-7) + np.log(3)) / 3, rtol=1e-4)
+    dx = compare("softmax_cross_entropy_backward", 1.0, y, t)[0]
+    assert np.all(np.isfinite(dx))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", MATRIX_SHAPES)
+def test_batchnorm(rng, dtype, shape):
+    x = (2 * rng.standard_normal(shape) + 1).astype(dtype)
+    gamma = rng.uniform(0.5, 1.5, shape[1]).astype(dtype)
+    beta = rng.standard_normal(shape[1]).astype(dtype)
+    mean_ref = rng.uniform(-1, 1, shape[1]).astype(dtype)
+    var_ref = rng.uniform(0.5, 2, shape[1]).astype(dtype)
+    mean, var = mean_ref.copy(), var_ref.copy()
+    initial_mean = mean.copy()
+
+    out_ref, cache_ref = REF.batchnorm_forward_train(x, gamma, beta, mean_ref, var_ref, 0.9, 1e-6)
+    out, cache = FAST.batchnorm_forward_train(x, gamma, beta, mean, var, 0.9, 1e-6)
+    assert_close(out, out_ref, dtype)
+    assert not np.array_equal(mean, initial_mean)
+    assert_close(mean, mean_ref, dtype)  # updated in place, like the reference
+    assert_close(var, var_ref, dtype)
+
+    dout = rng.standard_normal(shape).astype(dtype)
+    grads_ref = REF.batchnorm_backward(dout, cache_ref, gamma)
+    grads = FAST.batchnorm_backward(dout, cache, gamma)
+    for a, d in zip(grads, grads_ref):
+        assert_close(a, d, dtype)
+
+    compare("batchnorm_forward_infer", x, gamma, beta, mean, var, 1e-6)
+
+
+def test_batchnorm_backward_matches_numerical_gradient(rng):
+    """An independent check of the formula: central differences of sum(out * dout)."""
+    x = rng.standard_normal((5, 3))
+    gamma, beta = rng.uniform(0.5, 1.5, 3), rng.standard_normal(3)
+    dout = rng.standard_normal((5, 3))
+
+    def f(x_):
+        return np.sum(FAST.batchnorm_forward_train(x_, gamma, beta, np.zeros(3), np.ones(3),
+                                                   0.9, 1e-6)[0] * dout)
+
+    _, cache = FAST.batchnorm_forward_train(x, gamma, beta, np.zeros(3), np.ones(3), 0.9, 1e-6)
+    dx, dgamma, dbeta = FAST.batchnorm_backward(dout, cache, gamma)
+    num = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[idx] = 1e-5
+        num[idx] = (f(x + step) - f(x - step)) / 2e-5
+    np.testing.assert_allclose(dx, num, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dbeta, dout.sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ARRAY_SHAPES)
+def test_dropout(rng, dtype, shape):
+    x = rng.standard_normal(shape).astype(dtype)
+    rand = np.round(rng.random(shape), 1)  # values equal to the ratio are dropped
+    _, mask = compare("dropout_forward", x, rand, 0.5)
+    assert mask.any() or mask.size < 10
+    compare("dropout_backward", rng.standard_normal(shape).astype(dtype), mask)
