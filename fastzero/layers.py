@@ -1,0 +1,475 @@
+"""The book's layers (``common/layers.py``), computed by the active backend's kernels.
+
+Same classes, constructor arguments, attributes and ``forward``/``backward``
+methods as the book, so ``from fastzero.layers import *`` replaces
+``from common.layers import *``. Like the book's module it also exports the
+functions of :mod:`fastzero.functions` and ``im2col``/``col2im``.
+
+Every layer
+
+* validates its input in Python before any kernel runs (ndim, shapes against
+  the weights, window sizes, strides, empty batches, dtypes) and raises
+  ``ValueError``/``TypeError`` naming the layer and the expected vs. received
+  shape or dtype;
+* computes in float32 or float64: a layer with weights computes in its
+  weights' dtype (the input is converted to it), other layers in the input's
+  dtype; int and bool input becomes float64 (see :mod:`fastzero._validate`);
+* keeps the very arrays it was given (``W``, ``b``, ``gamma``, ``beta``,
+  ``running_mean``, ``running_var``) and reads them at every call, so an
+  optimizer's in-place update is seen by the next ``forward``;
+* looks the backend up when ``forward`` is called (``fastzero.set_backend``
+  takes effect on the next ``forward``); ``backward`` runs on the backend
+  that ran the matching ``forward``, whose cached data it reads.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastzero import _backend
+from fastzero import _validate as v
+from fastzero.functions import *  # noqa: F401,F403  (the book's layers.py exports them too)
+from fastzero.functions import __all__ as _functions_all
+from fastzero.util import col2im, im2col  # noqa: F401
+
+__all__ = [
+    "MulLayer",
+    "AddLayer",
+    "Relu",
+    "Sigmoid",
+    "Affine",
+    "SoftmaxWithLoss",
+    "Dropout",
+    "BatchNormalization",
+    "Convolution",
+    "Pooling",
+    "im2col",
+    "col2im",
+    *_functions_all,
+]
+
+
+class MulLayer:
+    """``x * y`` (chapter 5's first layer); ``backward`` returns ``(dx, dy)``."""
+
+    def __init__(self) -> None:
+        self.x = None
+        self.y = None
+
+    def forward(self, x: Any, y: Any) -> Any:
+        self.x = x
+        self.y = y
+        return x * y
+
+    def backward(self, dout: Any) -> tuple[Any, Any]:
+        return dout * self.y, dout * self.x
+
+
+class AddLayer:
+    """``x + y``; ``backward`` returns ``(dx, dy)``."""
+
+    def __init__(self) -> None:
+        pass
+
+    def forward(self, x: Any, y: Any) -> Any:
+        return x + y
+
+    def backward(self, dout: Any) -> tuple[Any, Any]:
+        return dout * 1, dout * 1
+
+
+class _Layer:
+    """Plumbing shared by the kernel-backed layers: the backend that ran the
+    last forward, and the check of ``backward``'s ``dout`` against that forward."""
+
+    _k = None  # kernel module of the forward that backward must match
+    _out_shape: tuple[int, ...] = ()
+    _dtype: np.dtype | None = None
+    _needs = "forward()"
+
+    @property
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def _forwarded(self, k: Any, out_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self._k, self._out_shape, self._dtype = k, tuple(out_shape), dtype
+
+    def _start_backward(self, dout: Any) -> tuple[Any, np.ndarray]:
+        if self._k is None:
+            raise RuntimeError(f"{self._name}: backward() called without a preceding {self._needs}")
+        dout = v.as_float_array(dout, self._name, "dout", self._dtype)
+        v.check_shape(dout, self._out_shape, self._name, "dout (the forward output's shape)")
+        return self._k, dout
+
+
+class Relu(_Layer):
+    """``max(0, x)`` elementwise on ``x`` of any shape; ``mask`` is ``x <= 0``."""
+
+    def __init__(self) -> None:
+        self.mask = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = v.layer_input(x, "Relu", "(N, ...)")
+        k = _backend.kernels()
+        out, self._mask = k.relu_forward(x.reshape(-1))
+        self.mask = self._mask.reshape(x.shape)
+        self._forwarded(k, x.shape, x.dtype)
+        return out.reshape(x.shape)
+
+    def backward(self, dout: Any) -> np.ndarray:
+        k, dout = self._start_backward(dout)
+        return k.relu_backward(dout.reshape(-1), self._mask).reshape(self._out_shape)
+
+
+class Sigmoid(_Layer):
+    """``1 / (1 + exp(-x))`` elementwise on ``x`` of any shape; ``out`` is kept for backward."""
+
+    def __init__(self) -> None:
+        self.out = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = v.layer_input(x, "Sigmoid", "(N, ...)")
+        k = _backend.kernels()
+        self._out = k.sigmoid_forward(x.reshape(-1))
+        self.out = self._out.reshape(x.shape)
+        self._forwarded(k, x.shape, x.dtype)
+        return self.out
+
+    def backward(self, dout: Any) -> np.ndarray:
+        k, dout = self._start_backward(dout)
+        return k.sigmoid_backward(dout.reshape(-1), self._out).reshape(self._out_shape)
+
+
+class Affine(_Layer):
+    """Fully connected layer ``x @ W + b``.
+
+    Parameters
+    ----------
+    W : (D, M)
+    b : (M,)
+
+    ``forward`` takes ``x`` (N, D) or (N, d1, d2, ...) with ``d1*d2*... = D``,
+    flattened per sample; ``backward`` returns ``dx`` in the original shape
+    and sets ``dW`` (D, M) and ``db`` (M,).
+    """
+
+    def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
+        self.W = W
+        self.b = b
+        self.x = None
+        self.original_x_shape = None
+        self.dW = None
+        self.db = None
+
+    def _params(self) -> tuple[np.ndarray, np.ndarray]:
+        W, b = v.weights("Affine", W=self.W, b=self.b)
+        if W.ndim != 2 or W.size == 0:
+            raise ValueError(f"Affine: expected W of shape (D, M), got shape {W.shape}")
+        v.check_shape(b, (W.shape[1],), "Affine", "b")
+        return W, b
+
+    def forward(self, x: Any) -> np.ndarray:
+        W, b = self._params()
+        d = W.shape[0]
+        x = v.layer_input(x, "Affine", f"(N, {d})", min_ndim=2, dtype=W.dtype)
+        if x[0].size != d:
+            raise ValueError(
+                f"Affine: expected input with {d} features per sample (N, {d}) "
+                f"or (N, ...) with {d} values per sample, got shape {x.shape}"
+            )
+        self.original_x_shape = x.shape
+        self.x = x.reshape(x.shape[0], -1)
+        self._x = self.x
+        k = _backend.kernels()
+        out = k.affine_forward(self._x, W, b)
+        self._forwarded(k, out.shape, W.dtype)
+        return out
+
+    def backward(self, dout: Any) -> np.ndarray:
+        k, dout = self._start_backward(dout)
+        W, _ = self._params()
+        v.check_shape(W, (self._x.shape[1], self._out_shape[1]), "Affine", "W (as in forward)")
+        dx, self.dW, self.db = k.affine_backward(dout, self._x, W)
+        return dx.reshape(self.original_x_shape)
+
+
+class SoftmaxWithLoss(_Layer):
+    """Softmax followed by the cross-entropy loss.
+
+    ``forward(x, t)`` takes logits ``x`` (N, K) (or one sample (K,)) and
+    targets ``t``: int labels (N,) in ``[0, K)`` or one-hot rows (N, K). It
+    returns the loss ``-sum(log(y[n, t[n]] + 1e-7)) / N`` (a float) and keeps
+    ``loss``, ``y`` (the softmax output) and ``t``. ``backward(dout=1)``
+    returns ``dout * (y - onehot(t)) / N``.
+    """
+
+    def __init__(self) -> None:
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x: Any, t: Any) -> float:
+        x = v.layer_input(x, "SoftmaxWithLoss", "(N, K) or (K,)", ndim=(1, 2))
+        rows = x.reshape(-1, x.shape[-1])
+        n, classes = rows.shape
+        labels = v.labels(t, n, classes, "SoftmaxWithLoss", one_hot_ndim=x.ndim)
+        k = _backend.kernels()
+        self.loss, y = k.softmax_cross_entropy_forward(rows, labels)
+        self._y, self._labels = y, labels
+        self.y = y.reshape(x.shape)
+        self.t = t
+        self._forwarded(k, x.shape, x.dtype)
+        return self.loss
+
+    def backward(self, dout: float = 1) -> np.ndarray:
+        if self._k is None:
+            raise RuntimeError("SoftmaxWithLoss: backward() called without a preceding forward()")
+        dout = v.real(dout, "SoftmaxWithLoss", "dout")
+        dx = self._k.softmax_cross_entropy_backward(dout, self._y, self._labels)
+        return dx.reshape(self._out_shape)
+
+
+class Dropout(_Layer):
+    """Dropout: in training each unit is kept where ``np.random.rand() > dropout_ratio``.
+
+    The uniform draw is ``np.random.rand(*x.shape)`` as in the book, so
+    ``np.random.seed`` reproduces the book's masks (in float32 the draw is
+    rounded to float32 before the comparison). At test time
+    (``train_flg=False``) the output is ``x * (1 - dropout_ratio)``.
+    """
+
+    _needs = "forward(x, train_flg=True)"
+
+    def __init__(self, dropout_ratio: float = 0.5) -> None:
+        self.dropout_ratio = v.real(dropout_ratio, "Dropout", "dropout_ratio", 0.0, 1.0, True)
+        self.mask = None
+
+    def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
+        ratio = v.real(self.dropout_ratio, "Dropout", "dropout_ratio", 0.0, 1.0, True)
+        x = v.layer_input(x, "Dropout", "(N, ...)")
+        if not train_flg:
+            self._k = None
+            return x * (1.0 - ratio)
+        rand = np.asarray(np.random.rand(*x.shape), dtype=x.dtype)
+        k = _backend.kernels()
+        out, self._mask = k.dropout_forward(x.reshape(-1), rand.reshape(-1), ratio)
+        self.mask = self._mask.reshape(x.shape)
+        self._forwarded(k, x.shape, x.dtype)
+        return out.reshape(x.shape)
+
+    def backward(self, dout: Any) -> np.ndarray:
+        k, dout = self._start_backward(dout)
+        return k.dropout_backward(dout.reshape(-1), self._mask).reshape(self._out_shape)
+
+
+class BatchNormalization(_Layer):
+    """Batch normalisation with learnable scale ``gamma`` and shift ``beta``.
+
+    Parameters
+    ----------
+    gamma, beta : (D,)
+    momentum : float
+        Running statistics are updated as ``momentum * running + (1 - momentum) * batch``.
+    running_mean, running_var : (D,) or None
+        Updated IN PLACE by every training forward (created as zeros of
+        gamma's dtype on the first forward when None); used when
+        ``train_flg=False``.
+
+    Input is (N, D) or (N, C, H, W) with ``C*H*W = D``: as in the book, a
+    4-D input is flattened per sample and every activation is normalised on
+    its own (not per channel). ``eps`` is the book's ``10e-7``.
+    """
+
+    eps = 10e-7
+    _needs = "forward(x, train_flg=True)"
+
+    def __init__(self, gamma: np.ndarray, beta: np.ndarray, momentum: float = 0.9,
+                 running_mean: np.ndarray | None = None,
+                 running_var: np.ndarray | None = None) -> None:
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = v.real(momentum, "BatchNormalization", "momentum", 0.0, 1.0)
+        self.input_shape = None
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.batch_size = None
+        self.dgamma = None
+        self.dbeta = None
+
+    def _params(self) -> tuple[np.ndarray, np.ndarray]:
+        gamma, beta = v.weights("BatchNormalization", gamma=self.gamma, beta=self.beta)
+        if gamma.ndim != 1 or gamma.size == 0:
+            raise ValueError(f"BatchNormalization: expected gamma of shape (D,), got shape {gamma.shape}")
+        v.check_shape(beta, gamma.shape, "BatchNormalization", "beta (like gamma)")
+        return gamma, beta
+
+    def _running(self, name: str, d: int, dtype: np.dtype) -> np.ndarray:
+        """``running_mean``/``running_var``, created if None, checked for an in-place update."""
+        arr = getattr(self, name)
+        if arr is None:
+            arr = np.zeros(d, dtype=dtype)
+            setattr(self, name, arr)
+        if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+            got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise TypeError(
+                f"BatchNormalization: {name} must be a {dtype} ndarray like gamma "
+                f"(it is updated in place), got {got}"
+            )
+        v.check_shape(arr, (d,), "BatchNormalization", name)
+        if not (arr.flags.c_contiguous and arr.flags.writeable):
+            raise ValueError(
+                f"BatchNormalization: {name} must be writeable and C-contiguous (it is updated in place)"
+            )
+        return arr
+
+    def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
+        gamma, beta = self._params()
+        d = gamma.size
+        x = v.layer_input(x, "BatchNormalization", f"(N, {d}) or (N, C, H, W)", ndim=(2, 4),
+                          dtype=gamma.dtype)
+        if x[0].size != d:
+            raise ValueError(
+                f"BatchNormalization: expected input with {d} features per sample "
+                f"(N, {d}) or (N, C, H, W) with C*H*W = {d}, got shape {x.shape}"
+            )
+        momentum = v.real(self.momentum, "BatchNormalization", "momentum", 0.0, 1.0)
+        running_mean = self._running("running_mean", d, gamma.dtype)
+        running_var = self._running("running_var", d, gamma.dtype)
+        self.input_shape = x.shape
+        rows = x.reshape(x.shape[0], d)
+        k = _backend.kernels()
+        if train_flg:
+            out, self._cache = k.batchnorm_forward_train(
+                rows, gamma, beta, running_mean, running_var, momentum, self.eps
+            )
+            self.batch_size = x.shape[0]
+            self._forwarded(k, x.shape, gamma.dtype)
+        else:
+            out = k.batchnorm_forward_infer(rows, gamma, beta, running_mean, running_var, self.eps)
+            self._k = None
+        return out.reshape(x.shape)
+
+    def backward(self, dout: Any) -> np.ndarray:
+        k, dout = self._start_backward(dout)
+        gamma, _ = self._params()
+        v.check_shape(gamma, (dout[0].size,), "BatchNormalization", "gamma (as in forward)")
+        dx, self.dgamma, self.dbeta = k.batchnorm_backward(
+            dout.reshape(dout.shape[0], -1), self._cache, gamma
+        )
+        return dx.reshape(self._out_shape)
+
+
+class Convolution(_Layer):
+    """2-D convolution (cross-correlation, as in the book) by im2col.
+
+    Parameters
+    ----------
+    W : (FN, C, FH, FW)
+        Filters.
+    b : (FN,)
+    stride : int >= 1
+    pad : int >= 0
+        Zero padding on each side of H and W.
+
+    ``forward`` takes ``x`` (N, C, H, W) and returns (N, FN, OH, OW) with
+    ``OH = (H + 2*pad - FH) // stride + 1`` (likewise OW); ``backward`` sets
+    ``dW`` and ``db``.
+    """
+
+    def __init__(self, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0) -> None:
+        self.W = W
+        self.b = b
+        self.stride = v.integer(stride, "Convolution", "stride", 1)
+        self.pad = v.integer(pad, "Convolution", "pad", 0)
+        self.x = None
+        self.dW = None
+        self.db = None
+
+    def _params(self) -> tuple[np.ndarray, np.ndarray]:
+        W, b = v.weights("Convolution", W=self.W, b=self.b)
+        if W.ndim != 4 or W.size == 0:
+            raise ValueError(f"Convolution: expected W of shape (FN, C, FH, FW), got shape {W.shape}")
+        v.check_shape(b, (W.shape[0],), "Convolution", "b")
+        return W, b
+
+    def forward(self, x: Any) -> np.ndarray:
+        W, b = self._params()
+        stride = v.integer(self.stride, "Convolution", "stride", 1)
+        pad = v.integer(self.pad, "Convolution", "pad", 0)
+        _, c, fh, fw = W.shape
+        layout = f"(N, {c}, H, W)"
+        x = v.layer_input(x, "Convolution", layout, ndim=4, dtype=W.dtype)
+        if x.shape[1] != c:
+            raise ValueError(
+                f"Convolution: expected input with {c} channels {layout}, got shape {x.shape}"
+            )
+        v.window_fits(x.shape, fh, fw, pad, "Convolution")
+        k = _backend.kernels()
+        out, self._cache = k.conv_forward(x, W, b, stride, pad)
+        self.x = x
+        self._geometry = (W.shape, stride, pad)
+        self._forwarded(k, out.shape, W.dtype)
+        return out
+
+    def backward(self, dout: Any) -> np.ndarray:
+        k, dout = self._start_backward(dout)
+        W, _ = self._params()
+        w_shape, stride, pad = self._geometry
+        v.check_shape(W, w_shape, "Convolution", "W (as in forward)")
+        dx, self.dW, self.db = k.conv_backward(dout, self._cache, W, stride, pad)
+        return dx
+
+
+class Pooling(_Layer):
+    """Max pooling over ``pool_h x pool_w`` windows, per channel.
+
+    Parameters
+    ----------
+    pool_h, pool_w : int >= 1
+    stride : int >= 1
+        The book's default, 1 (the book's nets pass ``stride=2`` explicitly).
+    pad : int, 0 <= pad < min(pool_h, pool_w)
+
+    Unlike the book, whose ``Pooling`` computes the output size without the
+    padding (so any ``pad > 0`` breaks it), the output here is (N, C, OH, OW)
+    with ``OH = (H + 2*pad - pool_h) // stride + 1`` and padding that never
+    wins the max: padded cells count as ``-inf`` and every window holds at
+    least one real cell. Ties go to the first maximum in the window (row-major),
+    as ``np.argmax``; ``arg_max`` (N, C, OH, OW) holds its in-window index.
+    """
+
+    def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
+        self.pool_h, self.pool_w, self.stride, self.pad = self._geometry(pool_h, pool_w, stride, pad)
+        self.x = None
+        self.arg_max = None
+
+    @staticmethod
+    def _geometry(pool_h: Any, pool_w: Any, stride: Any, pad: Any) -> tuple[int, int, int, int]:
+        pool_h = v.integer(pool_h, "Pooling", "pool_h", 1)
+        pool_w = v.integer(pool_w, "Pooling", "pool_w", 1)
+        stride = v.integer(stride, "Pooling", "stride", 1)
+        pad = v.integer(pad, "Pooling", "pad", 0)
+        if pad >= min(pool_h, pool_w):
+            raise ValueError(
+                f"Pooling: pad must be smaller than the window {pool_h}x{pool_w} "
+                f"(a window of padding only has no maximum), got pad {pad}"
+            )
+        return pool_h, pool_w, stride, pad
+
+    def forward(self, x: Any) -> np.ndarray:
+        geometry = self._geometry(self.pool_h, self.pool_w, self.stride, self.pad)
+        pool_h, pool_w, stride, pad = geometry
+        x = v.layer_input(x, "Pooling", "(N, C, H, W)", ndim=4)
+        v.window_fits(x.shape, pool_h, pool_w, pad, "Pooling", window="window")
+        k = _backend.kernels()
+        out, self.arg_max = k.maxpool_forward(x, pool_h, pool_w, stride, pad)
+        self._argmax = self.arg_max
+        self.x = x
+        self._x_shape, self._window = x.shape, geometry
+        self._forwarded(k, out.shape, x.dtype)
+        return out
+
+    def backward(self, dout: Any) -> np.ndarray:
+        k, dout = self._start_backward(dout)
+        return k.maxpool_backward(dout, self._argmax, self._x_shape, *self._window)
