@@ -1,0 +1,177 @@
+"""What the book's networks share: forward/backward over a layer sequence, accuracy,
+gradients, parameter files, weight initialisation and the dtype switch."""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any, Callable
+
+import numpy as np
+
+from fastzero import params_io
+from fastzero.gradient import numerical_gradient as _numerical_gradient
+from fastzero.layers import BatchNormalization, Dropout, SoftmaxWithLoss
+
+#: Parameter attribute names a layer may hold, each with its gradient ``d<name>``.
+_PARAM_ATTRS = ("W", "b", "gamma", "beta")
+
+
+def float_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as np.float32 or np.float64; TypeError for anything else."""
+    resolved = np.dtype(dtype)
+    if resolved not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {resolved}")
+    return resolved
+
+
+def normal_sampler(seed: int | np.random.Generator | None) -> Callable[..., np.ndarray]:
+    """``randn(*shape)`` drawing float64 standard normals.
+
+    ``seed=None`` draws from ``np.random`` (so ``np.random.seed`` reproduces
+    the book's weights); otherwise from ``np.random.default_rng(seed)``.
+    """
+    if seed is None:
+        return np.random.randn
+    rng = np.random.default_rng(seed)
+    return lambda *shape: rng.standard_normal(shape)
+
+
+class Network:
+    """Base of the book's networks.
+
+    A subclass builds ``params`` (name -> array), ``layers`` (an ``OrderedDict``
+    or a list, applied in order) and ``last_layer`` (``SoftmaxWithLoss``), then
+    calls :meth:`_bind_params`. Layers hold the very arrays in ``params``, so
+    an optimizer updating ``params`` in place updates the layers.
+
+    Attributes
+    ----------
+    params : dict of str -> ndarray
+        The learnable parameters, under the book's names (``W1``, ``b1``, ...).
+    buffers : dict of str -> ndarray
+        Non-learned state saved with the parameters (batch-norm running
+        statistics); empty for most networks.
+    dtype : np.dtype
+        float64 (the book) or float32; parameters, activations and gradients
+        all have it.
+    last_loss : float or None
+        The loss computed by the last :meth:`gradient` call.
+    """
+
+    params: dict[str, np.ndarray]
+    layers: "OrderedDict[str, Any] | list[Any]"
+    last_layer: SoftmaxWithLoss
+    weight_decay_lambda: float = 0.0
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = float_dtype(dtype)
+        self.params = {}
+        self.buffers = {}
+        self.last_loss = None
+        self.last_layer = SoftmaxWithLoss()
+
+    def _new_weight(self, randn: Callable[..., np.ndarray], scale: float,
+                    *shape: int) -> np.ndarray:
+        """``scale * randn(*shape)`` (drawn in float64, as the book) in the net's dtype."""
+        return (scale * randn(*shape)).astype(self.dtype)
+
+    def _zeros(self, *shape: int) -> np.ndarray:
+        return np.zeros(shape, dtype=self.dtype)
+
+    def _bind_params(self) -> None:
+        """Record which layer attribute holds each parameter (by identity)."""
+        by_id = {id(array): name for name, array in self.params.items()}
+        self._bindings: dict[str, tuple[Any, str]] = {}
+        for layer in self._layer_list():
+            for attr in _PARAM_ATTRS:
+                name = by_id.get(id(getattr(layer, attr, None)))
+                if name is not None:
+                    self._bindings[name] = (layer, attr)
+        unbound = set(self.params) - set(self._bindings)
+        assert not unbound, f"parameters not held by any layer: {sorted(unbound)}"
+
+    def _layer_list(self) -> list[Any]:
+        return list(self.layers.values()) if isinstance(self.layers, dict) else list(self.layers)
+
+    def predict(self, x: np.ndarray, train_flg: bool = False) -> np.ndarray:
+        """Scores (N, output_size) before the softmax.
+
+        ``train_flg`` switches dropout and batch normalisation to training mode.
+        """
+        for layer in self._layer_list():
+            if isinstance(layer, (Dropout, BatchNormalization)):
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
+        return x
+
+    def _weight_decay(self) -> float:
+        if not self.weight_decay_lambda:
+            return 0.0
+        return 0.5 * self.weight_decay_lambda * sum(
+            float(np.sum(layer.W ** 2)) for layer, attr in self._bindings.values() if attr == "W"
+        )
+
+    def loss(self, x: np.ndarray, t: np.ndarray, train_flg: bool = False) -> float:
+        """Cross-entropy loss of ``x`` against labels ``t`` (N,) or one-hot (N, K),
+        plus the weight-decay term ``0.5 * lambda * sum(W**2)``."""
+        y = self.predict(x, train_flg)
+        return self.last_layer.forward(y, t) + self._weight_decay()
+
+    def accuracy(self, x: np.ndarray, t: np.ndarray, batch_size: int = 100) -> float:
+        """Fraction of samples whose highest score is the label, predicted in batches.
+
+        Unlike the book's batched version, a last partial batch is counted too.
+        """
+        t = np.asarray(t)
+        if t.ndim != 1:
+            t = np.argmax(t, axis=1)
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("accuracy: no samples")
+        correct = 0
+        for start in range(0, n, batch_size):
+            y = self.predict(x[start:start + batch_size])
+            correct += int(np.sum(np.argmax(y, axis=1) == t[start:start + batch_size]))
+        return correct / n
+
+    def gradient(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+        """Gradients of :meth:`loss` (training mode) by backpropagation, keyed like ``params``.
+
+        Also stores the loss of this forward pass in :attr:`last_loss`.
+        """
+        self.last_loss = self.loss(x, t, train_flg=True)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self._layer_list()):
+            dout = layer.backward(dout)
+        grads = {}
+        for name in self.params:
+            layer, attr = self._bindings[name]
+            grad = getattr(layer, "d" + attr)
+            if attr == "W" and self.weight_decay_lambda:
+                grad = grad + self.weight_decay_lambda * layer.W
+            grads[name] = grad
+        return grads
+
+    def numerical_gradient(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+        """Gradients of :meth:`loss` (training mode) by central differences; slow."""
+        def loss_w(_):
+            return self.loss(x, t, train_flg=True)
+
+        return {name: _numerical_gradient(loss_w, p) for name, p in self.params.items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """``params`` and ``buffers`` together: everything a parameter file holds."""
+        return {**self.params, **self.buffers}
+
+    def save_params(self, file_name: str | os.PathLike = "params.npz") -> None:
+        """Write :meth:`state` to ``file_name`` as ``.npz``, atomically."""
+        params_io.save_params(self.state(), file_name)
+
+    def load_params(self, file_name: str | os.PathLike = "params.npz") -> None:
+        """Load a file written by :meth:`save_params` or the book's pickled ``params.pkl``.
+
+        Names and shapes must match this network; values are copied into the
+        existing arrays (so the layers see them), cast to the network's dtype.
+        """
+        params_io.load_params(self.state(), file_name)
