@@ -1,38 +1,61 @@
-"""One knob for the number of threads: numba's parallel kernels and BLAS."""
+"""One knob for the number of threads: numba's parallel kernels and BLAS.
+
+numba and threadpoolctl are imported on first use, so ``import fastzero``
+stays cheap.
+
+Scope of the knob, which follows from the two libraries:
+
+* numba's thread count is **per calling thread**: :func:`set_num_threads`
+  governs the numba kernels launched from the thread that called it (the
+  training loop); kernels launched from other Python threads keep numba's
+  default (``NUMBA_NUM_THREADS``, the usable cores).
+* the BLAS limit (numpy's matrix products) is **process-wide**, applied with
+  threadpoolctl to every BLAS library loaded at the time of the call.
+
+numba cannot start threads beyond those it launched with, so ``n`` is capped
+at ``numba.config.NUMBA_NUM_THREADS`` (set the ``NUMBA_NUM_THREADS``
+environment variable before starting Python to change the cap).
+"""
 from __future__ import annotations
 
-import os
-
-_num_threads: int | None = None
+import operator
 
 
-def _default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def max_threads() -> int:
+    """The largest valid ``n``: the threads numba launches with."""
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads in numba kernels and in BLAS (via threadpoolctl).
+    """Use ``n`` threads in numba kernels (from this thread) and in BLAS.
 
-    Raises ValueError unless ``1 <= n <= `` the number of usable cores
-    (numba cannot start more threads than it was launched with).
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer (bools are rejected too).
+    ValueError
+        Unless ``1 <= n <= max_threads()``.
     """
-    global _num_threads
     import numba
     from threadpoolctl import threadpool_limits
 
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
-    limit = numba.config.NUMBA_NUM_THREADS
+    if isinstance(n, bool):
+        raise TypeError("set_num_threads: n must be an int, got bool")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}") from None
+    limit = max_threads()
     if not 1 <= n <= limit:
-        raise ValueError(f"set_num_threads: n must be in [1, {limit}], got {n}")
+        raise ValueError(f"set_num_threads: n must be in [1, {limit}] (the usable cores), got {n}")
     numba.set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")
-    _num_threads = n
 
 
 def get_num_threads() -> int:
-    """Threads in use (the value last set, else numba's default)."""
-    if _num_threads is not None:
-        return _num_threads
-    env = os.environ.get("NUMBA_NUM_THREADS")
-    return int(env) if env else _default_threads()
+    """Threads the numba kernels launched from this thread use."""
+    import numba
+
+    return numba.get_num_threads()

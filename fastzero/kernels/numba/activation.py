@@ -46,7 +46,7 @@ def _sigmoid_backward(dout, out, dx):
         dx[i] = dout[i] * (one - out[i]) * out[i]
 
 
-def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def relu_forward(x: np.ndarray):
     """ReLU of ``x`` (any shape).
 
     Returns

@@ -64,9 +64,7 @@ def affine_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def affine_backward(
-    dout: np.ndarray, x: np.ndarray, W: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
     """Gradients of ``x @ W + b``.
 
     Parameters

@@ -24,9 +24,7 @@ def _masked_product(a, mask, out):
         out[i] = a[i] * a.dtype.type(mask[i])
 
 
-def dropout_forward(
-    x: np.ndarray, rand: np.ndarray, ratio: float
-) -> tuple[np.ndarray, np.ndarray]:
+def dropout_forward(x: np.ndarray, rand: np.ndarray, ratio: float):
     """Drop the entries of ``x`` whose ``rand`` is ``<= ratio``.
 
     Parameters

@@ -63,7 +63,7 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
+def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray):
     """Softmax followed by the mean cross-entropy loss.
 
     Parameters

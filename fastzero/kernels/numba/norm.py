@@ -98,7 +98,7 @@ def batchnorm_forward_train(
     running_var: np.ndarray,
     momentum: float,
     eps: float,
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+):
     """Normalise ``x`` (N, D) with its batch statistics; update the running ones.
 
     ``running_mean`` and ``running_var`` (D,) are updated in place:
@@ -134,9 +134,7 @@ def batchnorm_forward_infer(
     return out
 
 
-def batchnorm_backward(
-    dout: np.ndarray, cache: tuple[np.ndarray, np.ndarray], gamma: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batchnorm_backward(dout: np.ndarray, cache, gamma: np.ndarray):
     """Gradients of the training forward (the book's formulas).
 
     Parameters
