@@ -1,0 +1,301 @@
+"""The benchmark registry, ``fastzero bench`` and the asv suites built on it."""
+import importlib
+import inspect
+import itertools
+import json
+import pkgutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastzero
+from fastzero import bench
+from fastzero._backend import kernels
+from fastzero.kernels import KERNELS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------- registry
+
+
+def test_registry_is_well_formed():
+    names = [c.name for c in bench.CASES]
+    assert len(names) == len(set(names))
+    assert set(bench.CASES_BY_NAME) == set(names)
+    for case in bench.CASES:
+        assert case.family in KERNELS or case.family == "train", case.name
+        assert case.target is None or case.target >= 1.0
+    families = {c.family for c in bench.CASES}
+    assert families >= {"conv", "pool", "dense", "loss", "norm", "optim", "train"}
+    optimizers = {c.label for c in bench.cases_of("optim")}
+    assert optimizers == {k.removesuffix("_update") + "_1M" for k in KERNELS["optim"]}
+
+
+def test_targets_are_issue_3s():
+    targets = {c.name: c.target for c in bench.CASES if c.target is not None}
+    assert targets == {
+        "conv.SimpleConvNet.conv1": 5.0,
+        "conv.DeepConvNet.conv2": 5.0,
+        "pool.SimpleConvNet.pool1": 10.0,
+        "pool.DeepConvNet.pool1": 10.0,
+        "pool.DeepConvNet.pool3": 10.0,
+        "dense.SimpleConvNet.affine1": 1.0,
+        "optim.adam_1M": 4.0,
+        "train.SimpleConvNet": 5.0,
+        "train.DeepConvNet": 4.0,
+    }
+    assert bench.FLOAT32_TARGET == 1.6
+
+
+def test_layer_cases_have_the_book_nets_shapes():
+    """The conv, pool and affine cases are the layers of the book's nets at batch 100."""
+    from fastzero.nets import DeepConvNet, SimpleConvNet
+
+    simple, deep = SimpleConvNet().params, DeepConvNet().params
+
+    def inputs(name):
+        return bench.CASES_BY_NAME[name].setup(np.dtype(np.float64))
+
+    x, W, *_ = inputs("conv.SimpleConvNet.conv1")
+    assert x.shape == (100, 1, 28, 28) and W.shape == simple["W1"].shape
+    x, W, *_ = inputs("conv.DeepConvNet.conv2")
+    assert x.shape == (100, 16, 28, 28) and W.shape == deep["W2"].shape
+    x, W, *_ = inputs("conv.DeepConvNet.conv6")
+    assert W.shape == deep["W6"].shape
+    # conv6 sees conv4's output (pad 2: 14 -> 16) pooled to 8x8; Affine1 flattens 64*4*4.
+    assert x.shape == (100, 64, 8, 8) and deep["W7"].shape[0] == 64 * 4 * 4
+    x, W, *_ = inputs("dense.SimpleConvNet.affine1")
+    assert W.shape == simple["W2"].shape == (4320, 100)
+    assert inputs("pool.SimpleConvNet.pool1")[0].shape == (100, 30, 24, 24)
+
+
+def _arrays(obj):
+    """The arrays a case returned or updated in place, in a fixed order."""
+    if isinstance(obj, bench.TrainState):
+        return [obj.net.params[k] for k in sorted(obj.net.params)]
+    if isinstance(obj, np.ndarray):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [a for item in obj for a in _arrays(item)]
+    return []
+
+
+@pytest.mark.parametrize("case", [c for c in bench.CASES if not c.slow], ids=lambda c: c.name)
+def test_case_does_the_same_work_on_both_backends(case):
+    """A speed-up is only meaningful if both backends compute the same thing."""
+    results = {}
+    for backend in fastzero.available_backends():
+        np.random.seed(0)  # the nets draw their initial weights from np.random
+        with fastzero.use_backend(backend):
+            inputs = case.setup(np.dtype(np.float64))
+            out = case.run(kernels(backend), inputs)
+        results[backend] = _arrays(out) + _arrays(inputs)
+    assert len(results["numpy"]) == len(results["numba"]) > 0
+    for ref, got in zip(results["numpy"], results["numba"]):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9)
+
+
+def test_select():
+    assert [c.name for c in bench.select(["conv."])] == [
+        "conv.SimpleConvNet.conv1", "conv.DeepConvNet.conv2", "conv.DeepConvNet.conv6"]
+    assert [c.name for c in bench.select(["optim.adam*"])] == ["optim.adam_1M"]
+    assert "train.DeepConvNet" in [c.name for c in bench.select(None)]
+    assert "train.DeepConvNet" not in [c.name for c in bench.select(None, include_slow=False)]
+    assert bench.select(["no-such-case"]) == []
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def test_measure_takes_medians_per_call():
+    calls = {"numpy": 0, "numba": 0}
+
+    def slow():
+        calls["numpy"] += 1
+        time.sleep(0.003)
+
+    def fast():
+        calls["numba"] += 1
+
+    t = bench.measure({"numpy": slow, "numba": fast}, repeat=3, min_sample=0.01)
+    assert 0.003 <= t["numpy"] < 0.05
+    assert t["numba"] < t["numpy"] / 10
+    # one calibration call, then 3 samples of ceil(0.01 / t_once) calls
+    assert 4 <= calls["numpy"] <= 1 + 3 * 4
+    assert calls["numba"] > 3 * 100
+
+
+def test_format_report_marks_missed_targets():
+    report = {
+        "meta": {"repeat": 7, "threads": 2, "numpy": "1", "numba": "2", "python": "3",
+                 "machine": "m"},
+        "cases": [
+            {"case": "conv.a", "dtype": "float64", "numpy": 0.010, "numba": 0.005,
+             "speedup": 2.0, "target": 5.0},
+            {"case": "optim.b", "dtype": "float32", "numpy": 0.0004, "numba": 0.0001,
+             "speedup": 4.0, "target": None},
+        ],
+        "float32_vs_float64": {"float64": 0.2, "float32": 0.1, "ratio": 2.0},
+        "cold_start": [{"case": "train.X", "cold": 12.5, "warm": 0.75, "steady": 0.02}],
+    }
+    lines = bench.format_report(report).splitlines()
+    row_a = next(line for line in lines if line.startswith("conv.a"))
+    assert row_a.split() == ["conv.a", "float64", "10.00", "5.00", "2.00x", ">=5x", "MISSED"]
+    row_b = next(line for line in lines if line.startswith("optim.b"))
+    assert row_b.split() == ["optim.b", "float32", "0.400", "0.100", "4.00x"]
+    assert any("float32 2.00x faster (>=1.6x ok)" in line for line in lines)
+    assert next(line for line in lines if line.startswith("train.X")).split() == [
+        "train.X", "12.50", "s", "0.75", "s", "20.00", "ms"]
+
+
+def test_bench_quick_prints_a_table(capsys):
+    assert bench.main(["--quick", "--cases", "loss", "--cases", "dense", "--dtype", "float64"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fastzero bench:")
+    header = next(i for i, line in enumerate(lines) if line.startswith("case"))
+    assert lines[header].split() == ["case", "dtype", "numpy", "ms", "numba", "ms", "speed-up",
+                                     "target"]
+    rows = [line.split() for line in lines[header + 2:] if line]
+    assert [r[0] for r in rows] == ["dense.SimpleConvNet.affine1",
+                                    "loss.softmax_cross_entropy_100x10"]
+    for row in rows:
+        numpy_ms, numba_ms, speedup = float(row[2]), float(row[3]), float(row[4].rstrip("x"))
+        assert row[1] == "float64" and numpy_ms > 0 and numba_ms > 0
+        assert speedup == pytest.approx(numpy_ms / numba_ms, rel=0.02, abs=0.01)
+
+
+def test_bench_json(capsys):
+    argv = ["--quick", "--json", "--cases", "loss", "--dtype", "float32", "float64", "--repeat", "2"]
+    assert bench.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["meta"]["repeat"] == 2
+    assert [(r["case"], r["dtype"]) for r in report["cases"]] == [
+        ("loss.softmax_cross_entropy_100x10", "float32"),
+        ("loss.softmax_cross_entropy_100x10", "float64")]
+    for row in report["cases"]:
+        assert row["speedup"] == pytest.approx(row["numpy"] / row["numba"])
+    assert "cold_start" not in report and "float32_vs_float64" not in report
+
+
+def test_bench_rejects_bad_arguments(capsys):
+    for argv in (["--cases", "no-such-case"], ["--repeat", "0"], ["--dtype", "float16"]):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(argv)
+        assert exc.value.code == 2
+
+
+def test_first_call_times_cold_cache_compiles():
+    """A fresh cache compiles (slow first call); the cache it leaves loads (fast first call)."""
+    t = bench.first_call_times("loss.softmax_cross_entropy_100x10")
+    assert t["cold"] > t["warm"] > t["steady"] > 0
+
+
+# ------------------------------------------------------------------ asv suites
+
+_PREFIXES = ("time_", "track_", "peakmem_", "mem_", "timeraw_")
+
+
+def _asv_modules():
+    sys.path.insert(0, str(ROOT))
+    try:
+        package = importlib.import_module("benchmarks")
+        names = [m.name for m in pkgutil.iter_modules(package.__path__, "benchmarks.")]
+        return [importlib.import_module(name) for name in names]
+    finally:
+        sys.path.remove(str(ROOT))
+
+
+def _asv_benchmarks():
+    """(module, class or None, method name) of every benchmark, found as asv finds them:
+    public classes and functions of every module, methods named time_, track_ ..."""
+    found = []
+    for module in _asv_modules():
+        for name, obj in vars(module).items():
+            if name.startswith("_"):
+                continue
+            if inspect.isclass(obj):
+                found += [(module, obj, m) for m in dir(obj) if m.startswith(_PREFIXES)]
+            elif inspect.isfunction(obj) and name.startswith(_PREFIXES):
+                found.append((module, None, name))
+    return found
+
+
+def test_asv_suites_cover_every_family():
+    modules = {m.__name__ for m in _asv_modules()}
+    families = {c.family for c in bench.CASES}
+    assert {f"benchmarks.bench_{f}" for f in families} | {"benchmarks.bench_coldstart"} <= modules
+    suites = {(m.__name__, cls.__name__ if cls else None, name) for m, cls, name in _asv_benchmarks()}
+    for family in families:
+        kinds = {name for m, _, name in suites if m == f"benchmarks.bench_{family}"}
+        assert {"time_case", "track_speedup"} <= kinds, family
+    assert ("benchmarks.bench_train", "TrainStepMemory", "peakmem_reference") in suites
+    # the bases in _harness are not benchmarks themselves
+    assert not any(m.endswith("_harness") for m, _, _ in suites)
+
+
+def _smallest_params(cls):
+    """The first value of every parameter, except both backends."""
+    params = getattr(cls, "params", [])
+    names = getattr(cls, "param_names", [])
+    choices = [p if n == "backend" else p[:1] for p, n in zip(params, names)]
+    return list(itertools.product(*choices))
+
+
+@pytest.mark.parametrize(
+    "module, cls, method",
+    [b for b in _asv_benchmarks() if b[1] is not None and not hasattr(b[1], "setup_cache")],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_asv_benchmark_runs_once(module, cls, method):
+    for params in _smallest_params(cls):
+        suite = cls()
+        suite.repeat_samples = 1  # track_speedup: one sample per backend is enough here
+        suite.setup(*params)
+        try:
+            value = getattr(suite, method)(*params)
+        finally:
+            if hasattr(suite, "teardown"):
+                suite.teardown(*params)
+        if method.startswith("track_"):
+            assert value > 0
+        assert fastzero.get_backend() == "numba"
+
+
+def test_asv_cold_start_suite(monkeypatch):
+    from benchmarks import bench_coldstart
+
+    fake = {"cold": 9.0, "warm": 0.5, "steady": 0.01}
+    monkeypatch.setattr(bench, "first_call_times", lambda case: dict(fake))
+    suite = bench_coldstart.FirstTrainingStep()
+    results = suite.setup_cache()
+    assert set(results) == {"SimpleConvNet", "DeepConvNet"}
+    for case, cache in _smallest_params(bench_coldstart.FirstTrainingStep):
+        suite.setup(results, case, cache)
+        assert suite.track_first_step(results, case, cache) == fake[cache]
+    monkeypatch.setenv("FASTZERO_BENCH_FAST", "1")
+    results = suite.setup_cache()
+    assert set(results) == {"SimpleConvNet"}
+    with pytest.raises(NotImplementedError):
+        suite.setup(results, "DeepConvNet", "cold")
+
+
+def test_asv_import_benchmark_code_runs():
+    from benchmarks import bench_coldstart
+
+    code = bench_coldstart.timeraw_import_fastzero()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_fast_env_skips_slow_cases(monkeypatch):
+    from benchmarks import _harness
+
+    monkeypatch.setenv("FASTZERO_BENCH_FAST", "1")
+    with pytest.raises(NotImplementedError):
+        _harness.get_case("train", "DeepConvNet")
+    assert _harness.get_case("train", "SimpleConvNet").slow is False
