@@ -184,7 +184,7 @@ def _train_inputs(dtype, *, net):
     rng = np.random.default_rng(0)
     x = rng.random((BATCH, 1, 28, 28)).astype(dtype)
     t = rng.integers(0, 10, BATCH, dtype=np.int64)
-    return TrainState(getattr(fastzero.nets, net)(dtype=dtype), Adam(), x, t)
+    return TrainState(getattr(fastzero.nets, net)(dtype=dtype, seed=0), Adam(), x, t)
 
 
 def train_step(state: TrainState) -> None:

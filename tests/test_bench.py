@@ -90,7 +90,6 @@ def test_case_does_the_same_work_on_both_backends(case):
     """A speed-up is only meaningful if both backends compute the same thing."""
     results = {}
     for backend in fastzero.available_backends():
-        np.random.seed(0)  # the nets draw their initial weights from np.random
         with fastzero.use_backend(backend):
             inputs = case.setup(np.dtype(np.float64))
             out = case.run(kernels(backend), inputs)
