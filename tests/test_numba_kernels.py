@@ -4,10 +4,14 @@ Every kernel runs on both backends with the same inputs; the outputs must
 agree (float64: within 1e-10 of the largest magnitude, float32: 1e-4), keep
 the input dtype, and the inputs must come back unchanged.
 """
+import numba
 import numpy as np
 import pytest
+from numba.core.dispatcher import Dispatcher
 
 from fastzero import _backend
+from fastzero.kernels.numba import activation, dense, dropout, loss, norm, optim
+from fastzero.kernels.numba._jit import FASTMATH
 
 REF = _backend.kernels("numpy")
 FAST = _backend.kernels("numba")
@@ -176,3 +180,63 @@ def test_dropout(rng, dtype, shape):
     _, mask = compare("dropout_forward", x, rand, 0.5)
     assert mask.any() or mask.size < 10
     compare("dropout_backward", rng.standard_normal(shape).astype(dtype), mask)
+
+
+def run_every_kernel_in_float32(rng):
+    """One float32 call of every kernel in the modules under test (fills their signatures)."""
+    f32 = np.float32
+    x, W, b = (rng.standard_normal(s).astype(f32) for s in [(4, 6), (6, 3), (3,)])
+    out = FAST.affine_forward(x, W, b)
+    FAST.affine_backward(out, x, W)
+    _, mask = FAST.relu_forward(x)
+    FAST.relu_backward(x, mask)
+    FAST.sigmoid_backward(x, FAST.sigmoid_forward(x))
+    t = np.array([0, 2, 1, 5])
+    FAST.softmax(x)
+    _, y = FAST.softmax_cross_entropy_forward(x, t)
+    FAST.softmax_cross_entropy_backward(1.0, y, t)
+    gamma, beta, mean, var = (np.ones(6, f32) for _ in range(4))
+    _, cache = FAST.batchnorm_forward_train(x, gamma, beta, mean, var, 0.9, 1e-6)
+    FAST.batchnorm_backward(x, cache, gamma)
+    FAST.batchnorm_forward_infer(x, gamma, beta, mean, var, 1e-6)
+    _, mask = FAST.dropout_forward(x, rng.random(x.shape), 0.5)
+    FAST.dropout_backward(x, mask)
+    p, g, s1, s2 = (np.ones(8, f32) for _ in range(4))
+    FAST.sgd_update(p, g, 0.1)
+    FAST.momentum_update(p, g, s1, 0.1, 0.9)
+    FAST.nesterov_update(p, g, s1, 0.1, 0.9)
+    FAST.adagrad_update(p, g, s1, 0.1)
+    FAST.rmsprop_update(p, g, s1, 0.1, 0.99)
+    FAST.adam_update(p, g, s1, s2, 0.1, 0.9, 0.999)
+
+
+def native_bodies(llvm_ir):
+    """The compiled kernels' LLVM function bodies, without the CPython/cfunc wrappers
+    (which widen a float32 return value to box it as a Python float)."""
+    for chunk in llvm_ir.split("\ndefine ")[1:]:
+        name = chunk.split("@", 1)[1].split("(", 1)[0].strip('"')
+        if not name.startswith(("_ZN7cpython", "cfunc.")):
+            yield chunk
+
+
+def test_float32_kernels_never_widen_to_float64(rng):
+    """No ``fpext`` (float -> double) in any float32 kernel: literals and
+    hyper-parameters are cast to the array dtype, so float32 math stays float32.
+
+    Cached machine code cannot be inspected, so each kernel's Python source is
+    recompiled (serially: same typing, quicker) for its float32 signatures.
+    """
+    run_every_kernel_in_float32(rng)
+    checked = []
+    for module in (activation, dense, dropout, loss, norm, optim):
+        for name, kernel in vars(module).items():
+            if not isinstance(kernel, Dispatcher) or kernel.py_func.__module__ != module.__name__:
+                continue
+            for sig in kernel.signatures:
+                if not any(getattr(a, "dtype", None) == numba.float32 for a in sig):
+                    continue
+                fresh = numba.njit(sig, fastmath=FASTMATH, error_model="numpy")(kernel.py_func)
+                bodies = list(native_bodies(fresh.inspect_llvm(sig)))
+                assert bodies and not any("fpext" in body for body in bodies), f"{name}{sig}"
+                checked.append(name)
+    assert len(checked) >= 20, checked
