@@ -1,0 +1,185 @@
+"""The book's optimizers: a few steps against their formulas, and the in-place contract."""
+import math
+
+import numpy as np
+import pytest
+
+import fastzero
+from fastzero.layers import Affine
+from fastzero.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+
+# Backends these tests run on; add "numba" (or use conftest's `backend` fixture)
+# once the numba backend is in.
+BACKENDS = ["numpy"]
+STEPS = 3
+EPS = 1e-7
+
+
+@pytest.fixture(params=BACKENDS)
+def on(request):
+    with fastzero.use_backend(request.param):
+        yield request.param
+
+
+def reference_steps(name, p, grads, **hp):
+    """The book's update rules written out by hand, on copies."""
+    p = p.copy()
+    s1 = np.zeros_like(p)
+    s2 = np.zeros_like(p)
+    for it, g in enumerate(grads, start=1):
+        if name == "SGD":
+            p = p - hp["lr"] * g
+        elif name == "Momentum":
+            s1 = hp["momentum"] * s1 - hp["lr"] * g
+            p = p + s1
+        elif name == "Nesterov":
+            s1 = hp["momentum"] * s1 - hp["lr"] * g
+            p = p + hp["momentum"] ** 2 * s1 - (1 + hp["momentum"]) * hp["lr"] * g
+        elif name == "AdaGrad":
+            s1 = s1 + g * g
+            p = p - hp["lr"] * g / (np.sqrt(s1) + EPS)
+        elif name == "RMSprop":
+            s1 = hp["decay_rate"] * s1 + (1 - hp["decay_rate"]) * g * g
+            p = p - hp["lr"] * g / (np.sqrt(s1) + EPS)
+        elif name == "Adam":
+            b1, b2 = hp["beta1"], hp["beta2"]
+            s1 = b1 * s1 + (1 - b1) * g
+            s2 = b2 * s2 + (1 - b2) * g * g
+            lr_t = hp["lr"] * math.sqrt(1 - b2 ** it) / (1 - b1 ** it)
+            p = p - lr_t * s1 / (np.sqrt(s2) + EPS)
+    return p
+
+
+CASES = [
+    (SGD, dict(lr=0.1)),
+    (Momentum, dict(lr=0.1, momentum=0.8)),
+    (Nesterov, dict(lr=0.1, momentum=0.7)),
+    (AdaGrad, dict(lr=0.3)),
+    (RMSprop, dict(lr=0.05, decay_rate=0.9)),
+    (Adam, dict(lr=0.01, beta1=0.8, beta2=0.95)),
+]
+
+
+@pytest.mark.parametrize("cls, hp", CASES, ids=[c.__name__ for c, _ in CASES])
+def test_steps_match_formula_and_update_in_place(on, rng, cls, hp):
+    W, b = rng.standard_normal((3, 4)), rng.standard_normal(4)
+    params = {"W": W, "b": b}
+    W0, b0 = W.copy(), b.copy()
+    gW = [rng.standard_normal(W.shape) for _ in range(STEPS)]
+    gb = [rng.standard_normal(b.shape) for _ in range(STEPS)]
+    opt = cls(**hp)
+    for i in range(STEPS):
+        opt.update(params, {"W": gW[i], "b": gb[i]})
+    assert params["W"] is W and params["b"] is b
+    np.testing.assert_allclose(W, reference_steps(cls.__name__, W0, gW, **hp), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(b, reference_steps(cls.__name__, b0, gb, **hp), rtol=1e-12, atol=1e-14)
+    assert not np.allclose(W, W0)
+
+
+@pytest.mark.parametrize("cls", [c for c, _ in CASES], ids=[c.__name__ for c, _ in CASES])
+def test_book_defaults(cls):
+    defaults = {"SGD": dict(lr=0.01), "Momentum": dict(lr=0.01, momentum=0.9),
+                "Nesterov": dict(lr=0.01, momentum=0.9), "AdaGrad": dict(lr=0.01),
+                "RMSprop": dict(lr=0.01, decay_rate=0.99),
+                "Adam": dict(lr=0.001, beta1=0.9, beta2=0.999)}[cls.__name__]
+    opt = cls()
+    assert {k: getattr(opt, k) for k in defaults} == defaults
+
+
+def test_adam_iter_counts_steps(on, rng):
+    opt = Adam()
+    p = {"w": np.zeros(3)}
+    for _ in range(4):
+        opt.update(p, {"w": np.ones(3)})
+    assert opt.iter == 4
+    # constant gradient: m and v bias-corrected exactly, so each step moves lr / (1 + eps*...) ~ lr
+    np.testing.assert_allclose(p["w"], -4 * 0.001, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls, hp", CASES, ids=[c.__name__ for c, _ in CASES])
+def test_float32_params_and_state_stay_float32(on, rng, cls, hp):
+    W = rng.standard_normal((5, 2)).astype(np.float32)
+    opt = cls(**hp)
+    opt.update({"W": W}, {"W": rng.standard_normal((5, 2)).astype(np.float32)})
+    assert W.dtype == np.float32
+    for store in ("v", "h", "m"):
+        for arr in getattr(opt, store, {}).values():
+            assert arr.dtype == np.float32
+
+
+def test_layer_sees_the_optimizer_update(on, rng):
+    W, b = rng.standard_normal((4, 2)), np.zeros(2)
+    layer = Affine(W, b)
+    x = rng.standard_normal((3, 4))
+    layer.forward(x)
+    layer.backward(np.ones((3, 2)))
+    params, grads = {"W": W, "b": b}, {"W": layer.dW, "b": layer.db}
+    expected = x @ (W - 0.5 * layer.dW) + (b - 0.5 * layer.db)
+    SGD(lr=0.5).update(params, grads)
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-13)
+
+
+def test_hyperparameters_read_at_update(on):
+    opt = SGD(lr=1.0)
+    p = {"w": np.ones(2)}
+    opt.lr = np.float64(0.25)  # the book's hyper-parameter search sets numpy floats
+    opt.update(p, {"w": np.ones(2)})
+    np.testing.assert_array_equal(p["w"], [0.75, 0.75])
+
+
+# ---------------------------------------------------------------- validation
+
+def test_keys_must_match(on):
+    with pytest.raises(ValueError, match="SGD.update.*missing in grads: \\['b'\\]"):
+        SGD().update({"W": np.ones(2), "b": np.ones(2)}, {"W": np.ones(2)})
+
+
+def test_grad_shape_and_dtype_must_match(on):
+    with pytest.raises(ValueError, match=r"grads\['W'\] has shape \(3,\), params\['W'\] has \(2,\)"):
+        Momentum().update({"W": np.ones(2)}, {"W": np.ones(3)})
+    with pytest.raises(TypeError, match="float32"):
+        Adam().update({"W": np.ones(2)}, {"W": np.ones(2, np.float32)})
+
+
+@pytest.mark.parametrize("bad, exc", [
+    (np.ones(4, dtype=int), TypeError),
+    (np.ones((4, 4))[:, ::2], ValueError),
+    (np.asfortranarray(np.ones((3, 2))), ValueError),
+    ([1.0, 2.0], TypeError),
+])
+def test_params_must_be_updatable_in_place(on, bad, exc):
+    grad = np.ones(np.shape(bad))
+    with pytest.raises(exc, match="params\\['w'\\]"):
+        AdaGrad().update({"w": bad}, {"w": grad})
+
+
+def test_read_only_param_rejected(on):
+    p = np.ones(3)
+    p.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        RMSprop().update({"w": p}, {"w": np.ones(3)})
+
+
+def test_nothing_updated_when_one_key_is_bad(on):
+    good = np.ones(3)
+    adam = Adam()
+    with pytest.raises(ValueError):
+        adam.update({"a": good, "b": np.ones(2)}, {"a": np.ones(3), "b": np.ones(5)})
+    np.testing.assert_array_equal(good, 1.0)
+    assert adam.iter == 0
+
+
+def test_state_shape_change_is_an_error(on):
+    opt = Momentum()
+    opt.update({"w": np.ones(3)}, {"w": np.ones(3)})
+    with pytest.raises(ValueError, match="state was created for"):
+        opt.update({"w": np.ones(4)}, {"w": np.ones(4)})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SGD(lr=-1), lambda: Momentum(momentum=1.5), lambda: Adam(beta1=1.0),
+    lambda: RMSprop(decay_rate=float("nan")), lambda: AdaGrad(lr="0.1"),
+])
+def test_bad_hyperparameters(make):
+    with pytest.raises((ValueError, TypeError)):
+        make()
