@@ -95,6 +95,14 @@ class _Layer:
     def _forwarded(self, k: Any, out_shape: tuple[int, ...], dtype: np.dtype) -> None:
         self._k, self._out_shape, self._dtype = k, tuple(out_shape), dtype
 
+    def _check_param(self, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> None:
+        """Backward's check that a parameter still has the forward's shape and dtype."""
+        if arr.shape != tuple(shape) or arr.dtype != self._dtype:
+            raise ValueError(
+                f"{self._name}: {name} changed between forward() and backward(): expected "
+                f"{tuple(shape)} {self._dtype}, got {arr.shape} {arr.dtype}"
+            )
+
     def _start_backward(self, dout: Any) -> tuple[Any, np.ndarray]:
         if self._k is None:
             raise RuntimeError(f"{self._name}: backward() called without a preceding {self._needs}")
@@ -189,7 +197,7 @@ class Affine(_Layer):
     def backward(self, dout: Any) -> np.ndarray:
         k, dout = self._start_backward(dout)
         W, _ = self._params()
-        v.check_shape(W, (self._x.shape[1], self._out_shape[1]), "Affine", "W (as in forward)")
+        self._check_param("W", W, (self._x.shape[1], self._out_shape[1]))
         dx, self.dW, self.db = k.affine_backward(dout, self._x, W)
         return dx.reshape(self.original_x_shape)
 
@@ -353,7 +361,7 @@ class BatchNormalization(_Layer):
     def backward(self, dout: Any) -> np.ndarray:
         k, dout = self._start_backward(dout)
         gamma, _ = self._params()
-        v.check_shape(gamma, (dout[0].size,), "BatchNormalization", "gamma (as in forward)")
+        self._check_param("gamma", gamma, (dout[0].size,))
         dx, self.dgamma, self.dbeta = k.batchnorm_backward(
             dout.reshape(dout.shape[0], -1), self._cache, gamma
         )
@@ -416,7 +424,7 @@ class Convolution(_Layer):
         k, dout = self._start_backward(dout)
         W, _ = self._params()
         w_shape, stride, pad = self._geometry
-        v.check_shape(W, w_shape, "Convolution", "W (as in forward)")
+        self._check_param("W", W, w_shape)
         dx, self.dW, self.db = k.conv_backward(dout, self._cache, W, stride, pad)
         return dx
 

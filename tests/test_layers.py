@@ -372,3 +372,68 @@ def test_backend_looked_up_at_forward_and_kept_for_backward(rng, other):
         dx = layer.backward(np.ones_like(ref))  # cache from `other`: `other` must run it
     np.testing.assert_allclose(dx, dref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.dW, dW_ref, rtol=1e-12, atol=1e-12)
+
+
+def _float_arrays(result):
+    """Every float ndarray in a kernel's result (arrays, tuples, opaque caches)."""
+    items = result if isinstance(result, tuple) else (result,)
+    for item in items:
+        if isinstance(item, np.ndarray) and item.dtype.kind == "f":
+            yield item
+
+
+def test_every_kernel_keeps_float32(on, rng):
+    """Each kernel of the contract, called with float32 arrays, returns and updates float32."""
+    from fastzero._backend import kernels
+    from fastzero.kernels import KERNEL_NAMES
+
+    k, f32 = kernels(), np.float32
+
+    def r(*shape):
+        return rng.standard_normal(shape).astype(f32)
+
+    x4, W, b, x2, t = r(2, 3, 6, 6), r(4, 3, 3, 3), r(4), r(3, 5), np.array([0, 4, 2])
+    out, cache = k.conv_forward(x4, W, b, 1, 1)
+    pooled, argmax = k.maxpool_forward(x4, 2, 2, 2, 0)
+    loss, y = k.softmax_cross_entropy_forward(x2, t)
+    bn_out, bn_cache = k.batchnorm_forward_train(x2, r(5), r(5), r(5), np.ones(5, f32), 0.9, 1e-6)
+    relu_out, relu_mask = k.relu_forward(x2)
+    results = {
+        "im2col": k.im2col(x4, 3, 3, 1, 1),
+        "col2im": k.col2im(k.im2col(x4, 3, 3, 1, 1), x4.shape, 3, 3, 1, 1),
+        "conv_forward": (out,),
+        "conv_backward": k.conv_backward(np.ones_like(out), cache, W, 1, 1),
+        "maxpool_forward": (pooled,),
+        "maxpool_backward": k.maxpool_backward(np.ones_like(pooled), argmax, x4.shape, 2, 2, 2, 0),
+        "affine_forward": k.affine_forward(x2, r(5, 2), r(2)),
+        "affine_backward": k.affine_backward(r(3, 2), x2, r(5, 2)),
+        "relu_forward": relu_out,
+        "relu_backward": k.relu_backward(r(3, 5), relu_mask),
+        "sigmoid_forward": k.sigmoid_forward(x2),
+        "sigmoid_backward": k.sigmoid_backward(r(3, 5), k.sigmoid_forward(x2)),
+        "softmax": k.softmax(x2),
+        "softmax_cross_entropy_forward": y,
+        "softmax_cross_entropy_backward": k.softmax_cross_entropy_backward(1.0, y, t),
+        "batchnorm_forward_train": (bn_out,),
+        "batchnorm_forward_infer": k.batchnorm_forward_infer(x2, r(5), r(5), r(5), np.ones(5, f32), 1e-6),
+        "batchnorm_backward": k.batchnorm_backward(r(3, 5), bn_cache, r(5)),
+        "dropout_forward": k.dropout_forward(x2, rng.random((3, 5)).astype(f32), 0.5)[0],
+        "dropout_backward": k.dropout_backward(r(3, 5), relu_mask),
+    }
+    assert isinstance(loss, float)
+    updates = {
+        "sgd_update": (0.1,), "momentum_update": (r(7), 0.1, 0.9), "nesterov_update": (r(7), 0.1, 0.9),
+        "adagrad_update": (np.abs(r(7)), 0.1), "rmsprop_update": (np.abs(r(7)), 0.1, 0.9),
+        "adam_update": (r(7), np.abs(r(7)), 0.1, 0.9, 0.999),
+    }
+    for name, args in updates.items():
+        param = r(7)
+        before = param.copy()
+        getattr(k, name)(param, r(7), *args)
+        results[name] = (param, *(a for a in args if isinstance(a, np.ndarray)))
+        assert not np.array_equal(param, before), name
+    assert sorted(results) == sorted(KERNEL_NAMES)
+    for name, result in results.items():
+        arrays = list(_float_arrays(result))
+        assert arrays, name
+        assert all(a.dtype == np.float32 for a in arrays), name

@@ -116,7 +116,11 @@ def test_backward_checks_dout(on, rng):
     with pytest.raises(ValueError, match=r"Convolution: expected dout .* of shape \(2, 2, 3, 3\), got shape \(2, 2, 3, 4\)"):
         layer.backward(np.ones((2, 2, 3, 4)))
     layer.W = np.ones((2, 3, 2, 2))  # replaced with another shape between forward and backward
-    with pytest.raises(ValueError, match="Convolution: expected W"):
+    with pytest.raises(ValueError, match=r"Convolution: W changed between forward\(\) and backward\(\)"):
+        layer.backward(np.ones(out.shape))
+    layer.W = np.ones((2, 3, 3, 3), np.float32)
+    layer.b = np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="float64, got .* float32"):
         layer.backward(np.ones(out.shape))
     pool = Pooling(2, 2, 2)
     pool.forward(np.ones((1, 1, 4, 4)))
