@@ -85,7 +85,7 @@ def weights(where: str, **arrays: Any) -> list[np.ndarray]:
     out = [as_float_array(a, where, name) for name, a in arrays.items()]
     dtypes = {a.dtype for a in out}
     if len(dtypes) > 1:
-        listing = ", ".join(f"{name} {a.dtype}" for name, a in zip(arrays, out))
+        listing = ", ".join(f"{name} {a.dtype}" for name, a in zip(arrays, out, strict=True))
         raise TypeError(f"{where}: parameters must share one dtype, got {listing}")
     return out
 

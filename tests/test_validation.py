@@ -145,7 +145,8 @@ def test_bad_targets(on, t, exc, match):
 
 def test_uint8_labels_accepted(on):
     x = np.array([[1.0, 2.0], [0.0, -1.0]])
-    assert SoftmaxWithLoss().forward(x, np.array([1, 0], np.uint8)) == SoftmaxWithLoss().forward(x, np.array([1, 0]))
+    expected = SoftmaxWithLoss().forward(x, np.array([1, 0]))
+    assert SoftmaxWithLoss().forward(x, np.array([1, 0], np.uint8)) == expected
 
 
 # ---------------------------------------------------------------- dtypes and memory layout
@@ -228,7 +229,7 @@ def test_float32_input_keeps_float32(on, rng):
 def test_input_not_modified(on, rng):
     x = rng.standard_normal((2, 3, 5, 6))
     before = x.copy()
-    for name, make in CASES.items():
+    for make in CASES.values():
         layer = make(rng)
         out = layer.forward(x)
         layer.backward(np.ones_like(out))
