@@ -1,0 +1,217 @@
+"""Trainer: learning, history, sampling, divergence, checkpoints and exact resume."""
+import os
+
+import numpy as np
+import pytest
+
+import fastzero
+from fastzero.nets import MultiLayerNetExtend, TwoLayerNet
+from fastzero.trainer import Trainer, TrainingDiverged
+
+
+@pytest.fixture(autouse=True)
+def numpy_backend():
+    with fastzero.use_backend("numpy"):
+        yield
+
+
+def _blobs(n, seed, dim=8, classes=3):
+    """Gaussian blobs around fixed class centres: learnable, not trivially separable."""
+    centres = np.random.default_rng(0).standard_normal((classes, dim)) * 1.5
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, classes, n)
+    return centres[t] + rng.standard_normal((n, dim)), t
+
+
+@pytest.fixture
+def data():
+    (x, t), (xt, tt) = _blobs(250, 1), _blobs(120, 2)
+    return x, t, xt, tt
+
+
+class Recorder:
+    """A network stand-in that records which samples each step saw (x holds sample ids)."""
+
+    def __init__(self):
+        self.params = {"W": np.zeros(1)}
+        self.batches = []
+
+    def gradient(self, x, t):
+        self.batches.append(x[:, 0].astype(int).tolist())
+        return {"W": np.zeros(1)}
+
+    def loss(self, x, t):
+        return 1.0
+
+    def accuracy(self, x, t):
+        return 0.5
+
+
+def test_loss_falls_and_history_lengths(data):
+    net = TwoLayerNet(8, 16, 3, weight_init_std=0.1, seed=0)
+    trainer = Trainer(net, *data, epochs=8, mini_batch_size=50, optimizer="Adam",
+                      optimizer_param={"lr": 0.01}, verbose=False, seed=0)
+    assert (trainer.iter_per_epoch, trainer.max_iter) == (5, 40)
+    final = trainer.train()
+    assert len(trainer.train_loss_list) == 40
+    assert len(trainer.train_acc_list) == len(trainer.test_acc_list) == 8
+    assert np.mean(trainer.train_loss_list[-5:]) < 0.5 * np.mean(trainer.train_loss_list[:5])
+    assert trainer.test_acc_list[-1] > 0.8
+    assert final == trainer.final_test_acc == net.accuracy(data[2], data[3])
+    assert trainer.train_acc_list[-1] == net.accuracy(data[0], data[1])  # measured at epoch end
+
+
+def test_shuffled_epochs_visit_every_sample_once():
+    x = np.arange(250, dtype=float)[:, None]
+    net = Recorder()
+    trainer = Trainer(net, x, np.zeros(250), x[:10], np.zeros(10), epochs=2,
+                      mini_batch_size=100, verbose=False, seed=3)
+    trainer.train()
+    assert [len(b) for b in net.batches] == [100, 100, 50] * 2
+    first, second = sum(net.batches[:3], []), sum(net.batches[3:], [])
+    assert sorted(first) == sorted(second) == list(range(250))
+    assert first != second and first != list(range(250))
+
+
+def test_replacement_sampling_like_the_book():
+    x = np.arange(250, dtype=float)[:, None]
+    net = Recorder()
+    Trainer(net, x, np.zeros(250), x[:10], np.zeros(10), epochs=2, mini_batch_size=100,
+            verbose=False, seed=3, replacement=True).train()
+    assert [len(b) for b in net.batches] == [100] * 6
+    assert any(len(set(b)) < len(b) for b in net.batches)  # duplicates within a batch
+
+
+def test_one_forward_pass_per_step(data):
+    net = MultiLayerNetExtend(8, [6], 3, use_dropout=True, seed=0)
+    calls = []
+    loss = net.loss
+    net.loss = lambda *a, **k: calls.append(1) or loss(*a, **k)
+    trainer = Trainer(net, *data, epochs=1, mini_batch_size=50, verbose=False, seed=0)
+    for _ in range(3):
+        recorded = trainer.train_step()
+        assert recorded == net.last_loss == trainer.train_loss_list[-1]
+    assert len(calls) == 3
+
+
+def test_same_seed_same_run_different_seed_different_run(data):
+    def run(seed):
+        net = MultiLayerNetExtend(8, [6], 3, use_dropout=True, seed=0)
+        Trainer(net, *data, epochs=2, mini_batch_size=50, verbose=False, seed=seed).train()
+        return net.params["W1"]
+
+    np.testing.assert_array_equal(run(4), run(4))
+    assert not np.array_equal(run(4), run(5))
+
+
+def test_divergence_names_the_step_and_skips_the_update(data):
+    net = TwoLayerNet(8, 6, 3, seed=0)
+    trainer = Trainer(net, *data, epochs=2, mini_batch_size=50, verbose=False, seed=0)
+    for _ in range(7):
+        trainer.train_step()
+    net.params["W2"][0, 0] = np.nan
+    before = {k: v.copy() for k, v in net.params.items()}
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 8 of 10 \(epoch 2, step 3 of 5\)"):
+        trainer.train_step()
+    for key in before:
+        np.testing.assert_array_equal(net.params[key], before[key])
+    assert len(trainer.train_loss_list) == 7
+    assert issubclass(TrainingDiverged, FloatingPointError)
+
+
+def test_huge_learning_rate_stops_with_a_clear_error(data):
+    net = TwoLayerNet(8, 6, 3, weight_init_std=1.0, seed=0)
+    trainer = Trainer(net, *data, epochs=50, mini_batch_size=50, optimizer="sgd",
+                      optimizer_param={"lr": 1e30}, verbose=False, seed=0)
+    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match=r"at step \d+ of 250"):
+        trainer.train()
+
+
+def _resumable(data, seed, checkpoint=None, epochs=3):
+    net = MultiLayerNetExtend(8, [10, 6], 3, use_dropout=True, dropout_ration=0.2,
+                              use_batchnorm=True, seed=seed)
+    trainer = Trainer(net, *data, epochs=epochs, mini_batch_size=40, optimizer="Adam",
+                      optimizer_param={"lr": 0.01}, verbose=False, seed=seed, checkpoint=checkpoint)
+    return net, trainer
+
+
+@pytest.mark.parametrize("mid_epoch", [False, True])
+def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, data, mid_epoch):
+    # Dropout (np.random), batch norm (running statistics), Adam (m, v, iter)
+    # and the shuffling generator all have state that must survive the restart;
+    # a checkpoint saved by hand mid-epoch also needs the epoch's sample order.
+    net_a, trainer_a = _resumable(data, seed=7)
+    trainer_a.train()
+
+    path = tmp_path / "checkpoint.npz"
+    net_b, trainer_b = _resumable(data, seed=7, checkpoint=path)
+    steps = int(trainer_b.iter_per_epoch * 1.5)
+    for _ in range(steps):  # "interrupted" mid-epoch 2
+        trainer_b.train_step()
+    assert os.listdir(tmp_path) == ["checkpoint.npz"]
+    if mid_epoch:
+        trainer_b.save_checkpoint(path)
+
+    np.random.seed(999)  # a fresh process: other random state, other initial weights
+    net_c, trainer_c = _resumable(data, seed=123)
+    trainer_c.load_checkpoint(path)
+    resumed_at = steps if mid_epoch else trainer_c.iter_per_epoch
+    assert (trainer_c.current_epoch, trainer_c.current_iter) == (1, resumed_at)
+    trainer_c.train()
+
+    for key in net_a.params:
+        np.testing.assert_array_equal(net_c.params[key], net_a.params[key], err_msg=key)
+    for key in net_a.buffers:
+        np.testing.assert_array_equal(net_c.buffers[key], net_a.buffers[key], err_msg=key)
+    assert trainer_c.train_loss_list == trainer_a.train_loss_list
+    assert trainer_c.train_acc_list == trainer_a.train_acc_list
+    assert trainer_c.test_acc_list == trainer_a.test_acc_list
+    assert trainer_c.optimizer.iter == trainer_a.optimizer.iter
+    for key in net_a.params:
+        np.testing.assert_array_equal(trainer_c.optimizer.v[key], trainer_a.optimizer.v[key])
+    assert net_c.layers["BatchNorm1"].running_mean is net_c.buffers["running_mean1"]
+    assert net_c.layers["Affine1"].W is net_c.params["W1"]
+
+
+def test_resume_can_extend_training(tmp_path, data):
+    path = tmp_path / "ck.npz"
+    _, trainer = _resumable(data, seed=1, checkpoint=path, epochs=2)
+    trainer.train()
+    _, longer = _resumable(data, seed=1, epochs=3)
+    longer.load_checkpoint(path)
+    longer.train()
+    assert len(longer.test_acc_list) == 3
+    assert longer.train_loss_list[:len(trainer.train_loss_list)] == trainer.train_loss_list
+
+
+def test_checkpoint_of_another_setup_is_refused(tmp_path, data):
+    path = tmp_path / "ck.npz"
+    _, trainer = _resumable(data, seed=1, checkpoint=path, epochs=1)
+    trainer.train()
+    net = MultiLayerNetExtend(8, [10, 6], 3, use_dropout=True, use_batchnorm=True, seed=1)
+    other = Trainer(net, *data, epochs=1, mini_batch_size=50, optimizer="Adam", verbose=False)
+    with pytest.raises(ValueError, match="batch_size=40, this trainer has batch_size=50"):
+        other.load_checkpoint(path)
+
+
+def test_evaluate_sample_num_and_verbose_output(data, capsys):
+    net = TwoLayerNet(8, 6, 3, seed=0)
+    trainer = Trainer(net, *data, epochs=2, mini_batch_size=50, evaluate_sample_num_per_epoch=30,
+                      verbose=True, seed=0)
+    trainer.train()
+    assert trainer.test_acc_list[-1] == net.accuracy(data[2][:30], data[3][:30])
+    out = capsys.readouterr().out
+    assert "epoch 1/2: train loss" in out and "epoch 2/2" in out
+    assert f"test acc:{trainer.final_test_acc}" in out
+
+    Trainer(TwoLayerNet(8, 6, 3, seed=0), *data, epochs=1, verbose=False).train()
+    assert capsys.readouterr().out == ""
+
+
+def test_bad_arguments(data):
+    net = TwoLayerNet(8, 6, 3)
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
+        Trainer(net, *data, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="250 training samples but 249 labels"):
+        Trainer(net, data[0], data[1][:-1], data[2], data[3])
+    assert type(Trainer(net, *data, optimizer="rmsprop").optimizer).__name__ == "RMSprop"
