@@ -88,4 +88,4 @@ class _Speedup(_FamilySuite):
 
     def track_speedup(self, case: str, dtype: str) -> float:
         t = bench.measure(self.works, self.repeat_samples, self.min_sample)
-        return t[bench.REFERENCE] / t[bench.FAST]
+        return round(t[bench.REFERENCE] / t[bench.FAST], 3)
