@@ -1,0 +1,139 @@
+"""The fastzero command line, end to end on a small generated MNIST-like data set."""
+import json
+import pickle
+import subprocess
+import sys
+import urllib.error
+
+import numpy as np
+import pytest
+
+import fastzero
+from fastzero import cli
+from fastzero.datasets import mnist
+from fastzero.params_io import read_params
+from idx_fixtures import make_arrays, write_mnist
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    directory = tmp_path / "mnist"
+    monkeypatch.setattr(mnist, "SHA256", write_mnist(directory, make_arrays(300, 100, seed=2)))
+
+    def offline(url, out):
+        raise urllib.error.URLError("offline (test)")
+
+    monkeypatch.setattr(mnist, "fetch_url", offline)
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def restore_backend():
+    backend = fastzero.get_backend()
+    yield
+    fastzero.set_backend(backend)
+
+
+def _train(data_dir, out, *extra):
+    return cli.main(["train", "--data-dir", str(data_dir), "--out", str(out), "--backend", "numpy",
+                     "--seed", "0", "--batch-size", "50", "--quiet", *extra])
+
+
+def test_train_then_evaluate(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(data_dir, out, "--net", "two_layer", "--epochs", "2", "--lr", "0.01") == 0
+    printed = capsys.readouterr().out
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["train_loss"]) == 2 * 6 and history["iter_per_epoch"] == 6
+    assert len(history["train_acc"]) == len(history["test_acc"]) == 2
+    assert history["final_test_acc"] > 0.8  # the generated classes are easy to learn
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert f"final test accuracy: {history['final_test_acc']:.4f} (100 samples)" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "curves.png",
+                                                     "history.json", "params.npz"]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(read_params(out / "params.npz")) == {"W1", "b1", "W2", "b2"}
+
+    assert cli.main(["evaluate", str(out / "params.npz"), "--net", "two_layer", "--backend",
+                     "numpy", "--data-dir", str(data_dir)]) == 0
+    assert f"test accuracy: {history['final_test_acc']:.4f} (100 samples" in capsys.readouterr().out
+
+
+def test_evaluate_reads_the_books_pickle(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(data_dir, out, "--net", "simple", "--epochs", "1", "--dtype", "float32",
+                  "--train-size", "200", "--test-size", "50") == 0
+    history = json.loads((out / "history.json").read_text())
+    params = read_params(out / "params.npz")
+    assert all(p.dtype == np.float32 for p in params.values())
+    with open(tmp_path / "params.pkl", "wb") as f:  # the book's format, float64
+        pickle.dump({k: v.astype(np.float64) for k, v in params.items()}, f)
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tmp_path / "params.pkl"), "--net", "simple", "--dtype",
+                     "float32", "--backend", "numpy", "--data-dir", str(data_dir),
+                     "--test-size", "50"]) == 0
+    assert f"test accuracy: {history['final_test_acc']:.4f} (50 samples" in capsys.readouterr().out
+
+
+def test_resume_continues_to_the_same_result(data_dir, tmp_path):
+    args = ("--net", "multi_layer", "--optimizer", "momentum")
+    assert _train(data_dir, tmp_path / "full", *args, "--epochs", "2") == 0
+    assert _train(data_dir, tmp_path / "split", *args, "--epochs", "1") == 0
+    assert _train(data_dir, tmp_path / "split", *args, "--epochs", "2", "--resume") == 0
+    full = read_params(tmp_path / "full" / "params.npz")
+    split = read_params(tmp_path / "split" / "params.npz")
+    for key in full:
+        np.testing.assert_array_equal(split[key], full[key])
+    history = [json.loads((tmp_path / d / "history.json").read_text()) for d in ("full", "split")]
+    for key in ("train_loss", "train_acc", "test_acc", "final_test_acc"):
+        assert history[0][key] == history[1][key]
+
+
+def test_existing_run_is_not_overwritten(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(data_dir, out, "--net", "two_layer", "--epochs", "1") == 0
+    before = (out / "params.npz").read_bytes()
+    assert _train(data_dir, out, "--net", "two_layer", "--epochs", "1", "--seed", "5") == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "params.npz").read_bytes() == before
+    assert _train(data_dir, out, "--net", "two_layer", "--epochs", "1", "--overwrite") == 0
+    assert _train(data_dir, tmp_path / "other", "--net", "two_layer", "--resume") == 1
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_missing_data_says_where_to_put_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(mnist, "fetch_url", lambda url, out: (_ for _ in ()).throw(OSError("offline")))
+    empty = tmp_path / "empty"
+    assert _train(empty, tmp_path / "run", "--net", "two_layer") == 1
+    err = capsys.readouterr().err
+    assert str(empty) in err and "t10k-labels-idx1-ubyte.gz" in err
+
+
+def test_info(data_dir, capsys):
+    (data_dir / "t10k-images-idx3-ubyte.gz").unlink()
+    assert cli.main(["info", "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    rows = dict(line.split(None, 1) for line in out.splitlines() if not line.startswith(" "))
+    assert rows["fastzero"].strip() == fastzero.__version__
+    assert rows["numpy"].strip() == np.__version__
+    assert rows["backend"].startswith(fastzero.get_backend())
+    assert str(data_dir) in out
+    lines = {line.split()[0]: line.split()[-1] for line in out.splitlines() if ".gz" in line}
+    assert lines["t10k-images-idx3-ubyte.gz"] == "missing"
+    assert lines["train-images-idx3-ubyte.gz"] == "present"
+
+
+def test_bench_is_dispatched(monkeypatch):
+    from fastzero import bench
+
+    seen = []
+    monkeypatch.setattr(bench, "main", lambda argv: seen.append(argv) or 7)
+    assert cli.main(["bench", "--quick", "--dtype", "float32"]) == 7
+    assert seen == [["--quick", "--dtype", "float32"]]
+
+
+def test_python_dash_m():
+    result = subprocess.run([sys.executable, "-m", "fastzero", "--version"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"fastzero {fastzero.__version__}"
