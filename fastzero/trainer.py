@@ -208,7 +208,11 @@ class Trainer:
                     postfix["test_acc"] = f"{self.test_acc_list[-1]:.4f}"
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(1)
-        self.final_test_acc = self.network.accuracy(self.x_test, self.t_test)
+        n = self.evaluate_sample_num_per_epoch
+        if self.test_acc_list and (n is None or n >= len(self.x_test)):
+            self.final_test_acc = self.test_acc_list[-1]  # measured just now, on every sample
+        else:
+            self.final_test_acc = self.network.accuracy(self.x_test, self.t_test)
         if self.verbose:
             print("=============== Final Test Accuracy ===============")
             print(f"test acc:{self.final_test_acc}")

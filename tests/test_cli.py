@@ -4,6 +4,7 @@ import pickle
 import subprocess
 import sys
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +138,19 @@ def test_python_dash_m():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert result.stdout.strip() == f"fastzero {fastzero.__version__}"
+
+
+REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+@pytest.mark.slow
+def test_simple_convnet_one_epoch_on_real_mnist(tmp_path):
+    # The default backend, the whole data set: the book's SimpleConvNet reaches
+    # about 97 % test accuracy after one epoch of Adam.
+    if not REAL_MNIST.is_dir():
+        pytest.fail(f"real MNIST files expected in {REAL_MNIST}")
+    out = tmp_path / "run"
+    assert cli.main(["train", "--net", "simple", "--epochs", "1", "--seed", "0", "--data-dir",
+                     str(REAL_MNIST), "--out", str(out), "--quiet"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["final_test_acc"] > 0.95
