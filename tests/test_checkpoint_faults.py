@@ -1,0 +1,297 @@
+"""Checkpoints under faults: SIGKILL mid-write, a full disk, truncated and corrupt files.
+
+A real training process (tests/checkpoint_child.py: batch norm, dropout,
+Adam, a checkpoint every epoch) is killed with SIGKILL at chosen moments --
+after the temporary file is complete but before the rename, in the middle of
+writing the archive -- and at random moments. Every time, the file under the
+checkpoint's final name is a complete checkpoint identical (array for array)
+to one the uninterrupted run wrote, and resuming from it ends exactly where the
+uninterrupted run ends. A write that fails (disk full) keeps the previous
+checkpoint. A truncated, corrupt or incomplete checkpoint is refused with a
+ValueError naming the file, and a refused load changes nothing.
+
+``FASTZERO_KILL_ROUNDS`` sets the number of random kills (default 3).
+"""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastzero
+from checkpoint_child import make_trainer
+
+TESTS = Path(__file__).parent
+CHILD = TESTS / "checkpoint_child.py"
+EPOCHS = 10
+
+
+@pytest.fixture(autouse=True)
+def numpy_backend():
+    with fastzero.use_backend("numpy"):
+        yield
+
+
+def spawn(checkpoint: Path, result: Path, *, resume: bool = False, **env: str) -> subprocess.Popen:
+    args = [sys.executable, str(CHILD), str(checkpoint), str(result), str(EPOCHS)]
+    return subprocess.Popen(
+        args + (["--resume"] if resume else []),
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+             **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> None:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{err[-3000:]}"
+
+
+def kill_when(proc: subprocess.Popen, signal_file: Path, timeout: float = 120) -> None:
+    """SIGKILL ``proc`` as soon as it creates ``signal_file`` (it then sleeps at the fault point)."""
+    deadline = time.monotonic() + timeout
+    while not signal_file.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"child exited before the fault point:\n{proc.stderr.read()[-3000:]}")
+        assert time.monotonic() < deadline, "child never reached the fault point"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def contents(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz (zip timestamps differ between runs; the arrays must not)."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def assert_same_arrays(a: dict, b: dict, what: str) -> None:
+    assert sorted(a) == sorted(b), what
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=f"{what}: {name}")
+
+
+def temp_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference run: final state and every per-epoch checkpoint's arrays."""
+    directory = tmp_path_factory.mktemp("uninterrupted")
+    checkpoint, result = directory / "ckpt.npz", directory / "result.npz"
+    finish(spawn(checkpoint, result, CKPT_SNAPSHOTS="1"))
+    snapshots = {e: contents(Path(f"{checkpoint}.epoch{e}")) for e in range(1, EPOCHS + 1)}
+    return {"final": contents(result), "snapshots": snapshots}
+
+
+def assert_resumes_to_the_uninterrupted_end(checkpoint: Path, uninterrupted) -> None:
+    result = checkpoint.with_name("resumed.npz")
+    finish(spawn(checkpoint, result, resume=checkpoint.exists()))
+    assert_same_arrays(contents(result), uninterrupted["final"], "resumed run vs uninterrupted run")
+
+
+@pytest.mark.parametrize("fault", ["fsync:4", "member:4:5", "member:1:3"],
+                         ids=["temp-file-complete-not-renamed", "half-written-archive",
+                              "first-checkpoint-half-written"])
+def test_sigkill_during_a_checkpoint_write_keeps_the_last_complete_one(tmp_path, uninterrupted, fault):
+    checkpoint, signal_file = tmp_path / "ckpt.npz", tmp_path / "paused"
+    proc = spawn(checkpoint, tmp_path / "never.npz", CKPT_PAUSE=fault, CKPT_SIGNAL=str(signal_file))
+    kill_when(proc, signal_file)
+    writing = int(fault.split(":")[1])
+
+    # the killed write left its temporary file, never a file under the final name
+    (tmp,) = temp_files(tmp_path)
+    if fault.startswith("member"):
+        with pytest.raises(zipfile.BadZipFile):
+            contents(tmp)  # really a partial archive: the kill hit mid-write
+    else:
+        assert_same_arrays(contents(tmp), uninterrupted["snapshots"][writing], "complete temp file")
+    if writing == 1:
+        assert not checkpoint.exists()
+    else:
+        assert_same_arrays(contents(checkpoint), uninterrupted["snapshots"][writing - 1],
+                           "checkpoint after the kill")
+        trainer = make_trainer(checkpoint, EPOCHS)
+        trainer.load_checkpoint(checkpoint)
+        assert trainer.current_epoch == writing - 1
+    assert_resumes_to_the_uninterrupted_end(checkpoint, uninterrupted)
+
+
+def test_sigkill_at_random_moments_never_breaks_the_checkpoint(tmp_path, uninterrupted):
+    rounds = int(os.environ.get("FASTZERO_KILL_ROUNDS", "3"))
+    rng = np.random.default_rng(int(os.environ.get("FASTZERO_KILL_SEED", "7")))
+    checkpoint = tmp_path / "ckpt.npz"
+    reference = list(uninterrupted["snapshots"].values())
+    epochs_seen = []
+    for _ in range(rounds):
+        # 30 ms per step and per fsync: ~2 s of training, one write in seven sleeps in fsync
+        proc = spawn(checkpoint, tmp_path / "never.npz", resume=checkpoint.exists(), CKPT_SLOW="0.03")
+        time.sleep(rng.uniform(0.4, 1.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        if not checkpoint.exists():
+            epochs_seen.append(0)
+            continue
+        saved = contents(checkpoint)
+        assert any(set(saved) == set(r) and all(np.array_equal(saved[k], r[k]) for k in r)
+                   for r in reference), "the checkpoint is none of the uninterrupted run's"
+        trainer = make_trainer(checkpoint, EPOCHS)
+        trainer.load_checkpoint(checkpoint)
+        epochs_seen.append(trainer.current_epoch)
+    print(f"\nrandom SIGKILLs: epochs on disk after each kill {epochs_seen}, "
+          f"{len(temp_files(tmp_path))} interrupted writes left temporary files")
+    assert_resumes_to_the_uninterrupted_end(checkpoint, uninterrupted)
+
+
+def test_full_disk_during_a_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, uninterrupted):
+    """ENOSPC half-way through the third checkpoint: the second stays, no temp file is left,
+    and training resumed from it ends where the uninterrupted run ends."""
+    checkpoint = tmp_path / "ckpt.npz"
+    trainer = make_trainer(checkpoint, EPOCHS)
+    trainer.epochs = 2
+    trainer.max_iter = 2 * trainer.iter_per_epoch
+    trainer.train()
+
+    real_write_array = np.lib.format.write_array
+    calls = []
+
+    def failing_write_array(fp, array, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            fp.write(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_array(fp, array, *args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "write_array", failing_write_array)
+    trainer.max_iter = EPOCHS * trainer.iter_per_epoch
+    with pytest.raises(OSError, match="No space left"):
+        trainer.train()
+    monkeypatch.undo()
+    assert temp_files(tmp_path) == []
+    assert_same_arrays(contents(checkpoint), uninterrupted["snapshots"][2], "checkpoint after ENOSPC")
+    assert_resumes_to_the_uninterrupted_end(checkpoint, uninterrupted)
+
+
+# ------------------------------------------------------------------ corrupt checkpoints
+
+def _npz_bytes(arrays: dict) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _with_meta(arrays: dict, **changes) -> bytes:
+    meta = json.loads(str(arrays["meta"]))
+    meta.update(changes)
+    return _npz_bytes({**arrays, "meta": np.array(json.dumps(meta))})
+
+
+def _flip_in_member_data(data: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        info = z.getinfo("param.W1.npy")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    flipped = bytearray(data)
+    flipped[start + info.compress_size - 1] ^= 0x01
+    return bytes(flipped)
+
+
+_FINDING_5 = pytest.mark.xfail(strict=True, reason="h5 finding 5: Trainer.load_checkpoint lets "
+                               "BadZipFile/EOFError/KeyError/JSONDecodeError through, accepts "
+                               "inconsistent state, and applies part of a checkpoint it then refuses")
+
+# name -> (corrupted file from the valid checkpoint's bytes and arrays, currently handled?)
+CORRUPTIONS = {
+    "truncated-half": (lambda data, arrays: data[: len(data) // 2], False),
+    "truncated-last-byte": (lambda data, arrays: data[:-1], False),
+    "empty": (lambda data, arrays: b"", False),
+    "random-bytes": (lambda data, arrays: np.random.default_rng(0).bytes(4000), False),
+    "crc-mismatch": (lambda data, arrays: _flip_in_member_data(data), False),
+    "no-meta": (lambda data, arrays: _npz_bytes({k: v for k, v in arrays.items() if k != "meta"}), False),
+    "meta-not-json": (lambda data, arrays: _npz_bytes({**arrays, "meta": np.array("{oops")}), False),
+    "meta-not-a-dict": (lambda data, arrays: _npz_bytes({**arrays, "meta": np.array("[1, 2]")}), False),
+    "no-history": (lambda data, arrays: _npz_bytes(
+        {k: v for k, v in arrays.items() if not k.startswith("history.")}), False),
+    "no-random-state": (lambda data, arrays: _npz_bytes(
+        {k: v for k, v in arrays.items() if k != "np_random.keys"}), False),
+    "optimizer-state-wrong-shape": (lambda data, arrays: _npz_bytes(
+        {**arrays, "optim.m.W1": np.zeros(3)}), False),
+    "optimizer-unknown-state": (lambda data, arrays: _npz_bytes(
+        {**arrays, "optim.zzz.W1": np.zeros(3)}), False),
+    "order-not-a-permutation": (lambda data, arrays: _npz_bytes(
+        {**arrays, "order": np.zeros_like(arrays["order"])}), False),
+    "step-counter-not-an-int": (lambda data, arrays: _with_meta(arrays, current_iter="12"), False),
+    "step-counter-negative": (lambda data, arrays: _with_meta(arrays, current_iter=-6), False),
+    "a-parameter-file": (lambda data, arrays: _npz_bytes(
+        {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("param.")}), False),
+    "another-network-shape": (lambda data, arrays: _npz_bytes({**arrays, "param.W1": np.zeros((8, 7))}), True),
+    "another-batch-size": (lambda data, arrays: _with_meta(arrays, batch_size=7), True),
+    "another-format": (lambda data, arrays: _with_meta(arrays, format=99), True),
+}
+
+
+@pytest.fixture(scope="module")
+def valid_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("valid") / "ckpt.npz"
+    with fastzero.use_backend("numpy"):
+        trainer = make_trainer(path, 2)
+        trainer.train()
+    return path.read_bytes(), contents(path)
+
+
+def _trainer_state(trainer) -> dict:
+    opt = trainer.optimizer
+    return {
+        "state": {k: v.copy() for k, v in trainer.network.state().items()},
+        "optimizer": (opt.iter, {k: v.copy() for k, v in opt.m.items()}, {k: v.copy() for k, v in opt.v.items()}),
+        "counters": (trainer.current_iter, trainer.current_epoch, list(trainer.train_loss_list)),
+        "rng": (json.dumps(trainer.rng.bit_generator.state), np.random.get_state()[1].copy()),
+    }
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert_same_arrays(a["state"], b["state"], "network")
+    assert a["optimizer"][0] == b["optimizer"][0]
+    for i in (1, 2):
+        assert_same_arrays(a["optimizer"][i], b["optimizer"][i], "optimizer state")
+    assert a["counters"] == b["counters"]
+    assert a["rng"][0] == b["rng"][0]
+    np.testing.assert_array_equal(a["rng"][1], b["rng"][1])
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=() if handled else _FINDING_5) for name, (_, handled) in CORRUPTIONS.items()
+])
+def test_corrupt_checkpoint_is_refused_naming_the_file_and_changes_nothing(tmp_path, valid_checkpoint, name):
+    data, arrays = valid_checkpoint
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(CORRUPTIONS[name][0](data, arrays))
+    trainer = make_trainer(None, EPOCHS)
+    trainer.train_step()  # some state of its own, which a refused load must keep
+    before = _trainer_state(trainer)
+    with pytest.raises(ValueError, match=str(path)):
+        trainer.load_checkpoint(path)
+    _assert_same_state(_trainer_state(trainer), before)
+
+
+def test_valid_checkpoint_loads_in_a_fresh_trainer(valid_checkpoint, tmp_path):
+    """The control for the corruption cases: the unmodified bytes load."""
+    data, arrays = valid_checkpoint
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(data)
+    trainer = make_trainer(None, EPOCHS)
+    trainer.load_checkpoint(path)
+    assert trainer.current_epoch == 2
+    for key, value in trainer.network.params.items():
+        np.testing.assert_array_equal(value, arrays[f"param.{key}"])
