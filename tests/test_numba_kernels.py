@@ -17,10 +17,11 @@ REF = _backend.kernels("numpy")
 FAST = _backend.kernels("numba")
 
 DTYPES = [np.float64, np.float32]
-#: (N, D): batch 1, odd sizes, a single column, wider than one column block.
-MATRIX_SHAPES = [(1, 1), (1, 9), (7, 13), (130, 1), (3, 300)]
-#: Element-wise kernels accept any shape.
-ARRAY_SHAPES = [(1,), (7, 13), (2, 3, 5, 7), (1, 1000)]
+#: (N, D): batch 1, odd sizes, a single column, wide, and one large enough
+#: (> PARALLEL_MIN operations) for the kernels to take their parallel path.
+MATRIX_SHAPES = [(1, 1), (1, 9), (7, 13), (130, 1), (3, 300), (257, 131)]
+#: Element-wise kernels accept any shape; the last ones run in parallel.
+ARRAY_SHAPES = [(1,), (7, 13), (2, 3, 5, 7), (1, 40000), (3, 5, 47, 53)]
 
 
 def tolerance(dtype):
@@ -64,7 +65,9 @@ def compare(name, *args):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n, d, m", [(1, 1, 1), (1, 9, 5), (7, 13, 3), (130, 2, 1), (3, 11, 300)])
+@pytest.mark.parametrize(
+    "n, d, m", [(1, 1, 1), (1, 9, 5), (7, 13, 3), (130, 2, 1), (3, 11, 300), (257, 7, 131)]
+)
 def test_affine(rng, dtype, n, d, m):
     x = rng.standard_normal((n, d)).astype(dtype)
     W = rng.standard_normal((d, m)).astype(dtype)

@@ -28,7 +28,7 @@ STEPS = 100
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("shape", [(37,), (4, 3, 5, 5)])
+@pytest.mark.parametrize("shape", [(37,), (4, 3, 5, 5), (40000,)])  # the last: parallel
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_optimizer_matches_reference_over_steps(rng, name, shape, dtype):
     n_states, hyper = OPTIMIZERS[name]

@@ -9,29 +9,50 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from fastzero.kernels.numba._jit import pjit
+from fastzero.kernels.numba._jit import jit, pjit
+from fastzero.kernels.numba._parallel import n_spans, span
 
 
-@pjit
-def _relu_forward(x, out, mask):
+@jit
+def _relu_forward_body(x, out, mask, lo, hi):
     zero = x.dtype.type(0)
-    for i in prange(x.size):
+    for i in range(lo, hi):
         off = x[i] <= zero
         mask[i] = off
         out[i] = zero if off else x[i]
 
 
 @pjit
-def _relu_backward(dout, mask, dx):
+def _relu_forward(x, out, mask):
+    k = n_spans(x.size, 1)
+    if k == 1:
+        _relu_forward_body(x, out, mask, 0, x.size)
+    else:
+        for s in prange(k):
+            _relu_forward_body(x, out, mask, *span(s, k, x.size))
+
+
+@jit
+def _relu_backward_body(dout, mask, dx, lo, hi):
     zero = dout.dtype.type(0)
-    for i in prange(dout.size):
+    for i in range(lo, hi):
         dx[i] = zero if mask[i] else dout[i]
 
 
 @pjit
-def _sigmoid_forward(x, out):
+def _relu_backward(dout, mask, dx):
+    k = n_spans(dout.size, 1)
+    if k == 1:
+        _relu_backward_body(dout, mask, dx, 0, dout.size)
+    else:
+        for s in prange(k):
+            _relu_backward_body(dout, mask, dx, *span(s, k, dout.size))
+
+
+@jit
+def _sigmoid_forward_body(x, out, lo, hi):
     one = x.dtype.type(1)
-    for i in prange(x.size):
+    for i in range(lo, hi):
         if x[i] >= 0:
             out[i] = one / (one + np.exp(-x[i]))
         else:  # exp(x) / (1 + exp(x)): exp never overflows for x < 0
@@ -40,10 +61,30 @@ def _sigmoid_forward(x, out):
 
 
 @pjit
-def _sigmoid_backward(dout, out, dx):
+def _sigmoid_forward(x, out):
+    k = n_spans(x.size, 8)  # exp and a division: ~8 operations
+    if k == 1:
+        _sigmoid_forward_body(x, out, 0, x.size)
+    else:
+        for s in prange(k):
+            _sigmoid_forward_body(x, out, *span(s, k, x.size))
+
+
+@jit
+def _sigmoid_backward_body(dout, out, dx, lo, hi):
     one = out.dtype.type(1)
-    for i in prange(out.size):
+    for i in range(lo, hi):
         dx[i] = dout[i] * (one - out[i]) * out[i]
+
+
+@pjit
+def _sigmoid_backward(dout, out, dx):
+    k = n_spans(out.size, 1)
+    if k == 1:
+        _sigmoid_backward_body(dout, out, dx, 0, out.size)
+    else:
+        for s in prange(k):
+            _sigmoid_backward_body(dout, out, dx, *span(s, k, out.size))
 
 
 def relu_forward(x: np.ndarray):

@@ -11,32 +11,45 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from fastzero.kernels.numba._jit import pjit
+from fastzero.kernels.numba._jit import jit, pjit
+from fastzero.kernels.numba._parallel import n_spans, span
 
-#: Columns per parallel task in column reductions: each task owns its
-#: columns, so the sums do not race and do not depend on the thread count.
-COLUMN_BLOCK = 64
+
+@jit
+def _add_row_vector_body(out, b, lo, hi):
+    for i in range(lo, hi):
+        for j in range(out.shape[1]):
+            out[i, j] += b[j]
 
 
 @pjit
 def _add_row_vector(out, b):
     n, m = out.shape
-    for i in prange(n):
-        for j in range(m):
-            out[i, j] += b[j]
+    k = n_spans(n, m)
+    if k == 1:
+        _add_row_vector_body(out, b, 0, n)
+    else:
+        for s in prange(k):
+            _add_row_vector_body(out, b, *span(s, k, n))
+
+
+@jit
+def _column_sums_body(a, out, lo, hi):
+    out[lo:hi] = 0
+    for i in range(a.shape[0]):  # rows in order: a fixed summation order per column
+        for j in range(lo, hi):
+            out[j] += a[i, j]
 
 
 @pjit
 def _column_sums(a, out):
     n, m = a.shape
-    for block in prange((m + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
-        lo = block * COLUMN_BLOCK
-        hi = min(lo + COLUMN_BLOCK, m)
-        for j in range(lo, hi):
-            out[j] = 0
-        for i in range(n):  # rows in order: a fixed summation order per column
-            for j in range(lo, hi):
-                out[j] += a[i, j]
+    k = n_spans(m, n)
+    if k == 1:
+        _column_sums_body(a, out, 0, m)
+    else:
+        for s in prange(k):  # each span owns its columns: no race
+            _column_sums_body(a, out, *span(s, k, m))
 
 
 def column_sums(a: np.ndarray) -> np.ndarray:

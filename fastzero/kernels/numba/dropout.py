@@ -7,21 +7,42 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from fastzero.kernels.numba._jit import pjit
+from fastzero.kernels.numba._jit import jit, pjit
+from fastzero.kernels.numba._parallel import n_spans, span
 
 
-@pjit
-def _dropout_forward(x, rand, ratio, out, mask):
-    for i in prange(x.size):
+@jit
+def _dropout_forward_body(x, rand, ratio, out, mask, lo, hi):
+    for i in range(lo, hi):
         keep = rand[i] > ratio
         mask[i] = keep
         out[i] = x[i] * x.dtype.type(keep)
 
 
 @pjit
-def _masked_product(a, mask, out):
-    for i in prange(a.size):
+def _dropout_forward(x, rand, ratio, out, mask):
+    k = n_spans(x.size, 1)
+    if k == 1:
+        _dropout_forward_body(x, rand, ratio, out, mask, 0, x.size)
+    else:
+        for s in prange(k):
+            _dropout_forward_body(x, rand, ratio, out, mask, *span(s, k, x.size))
+
+
+@jit
+def _masked_product_body(a, mask, out, lo, hi):
+    for i in range(lo, hi):
         out[i] = a[i] * a.dtype.type(mask[i])
+
+
+@pjit
+def _masked_product(a, mask, out):
+    k = n_spans(a.size, 1)
+    if k == 1:
+        _masked_product_body(a, mask, out, 0, a.size)
+    else:
+        for s in prange(k):
+            _masked_product_body(a, mask, out, *span(s, k, a.size))
 
 
 def dropout_forward(x: np.ndarray, rand: np.ndarray, ratio: float):

@@ -10,50 +10,85 @@ import numpy as np
 from numba import prange
 
 from fastzero.kernels.numba._jit import jit, pjit
+from fastzero.kernels.numba._parallel import n_spans, span
+
+#: Operations per softmax entry (max, exp, sum, divide), for :func:`n_spans`.
+SOFTMAX_COST = 8
 
 
 @jit
-def _softmax_row(x, y):
-    """Stable softmax of the 1-D ``x`` into ``y``: ``exp(x - max) / sum``."""
-    top = x[0]
-    for k in range(1, x.size):
-        top = max(top, x[k])
-    total = x.dtype.type(0)
-    for k in range(x.size):
-        e = np.exp(x[k] - top)
-        y[k] = e
-        total += e
-    for k in range(x.size):
-        y[k] /= total
+def _softmax_rows(x, y, lo, hi):
+    """Stable softmax of rows ``lo:hi`` of ``x`` into ``y``: ``exp(x - max) / sum``."""
+    for i in range(lo, hi):
+        row, out = x[i], y[i]
+        top = row[0]
+        for k in range(1, row.size):
+            top = max(top, row[k])
+        total = x.dtype.type(0)
+        for k in range(row.size):
+            e = np.exp(row[k] - top)
+            out[k] = e
+            total += e
+        for k in range(row.size):
+            out[k] /= total
 
 
 @pjit
 def _softmax(x, y):
-    for i in prange(x.shape[0]):
-        _softmax_row(x[i], y[i])
+    n, c = x.shape
+    k = n_spans(n, SOFTMAX_COST * c)
+    if k == 1:
+        _softmax_rows(x, y, 0, n)
+    else:
+        for s in prange(k):
+            _softmax_rows(x, y, *span(s, k, n))
+
+
+@jit
+def _row_losses(y, t, losses, lo, hi):
+    """``-log(y[i, t[i]] + 1e-7)`` (the book's delta) for rows ``lo:hi``."""
+    tiny = y.dtype.type(1e-7)
+    for i in range(lo, hi):
+        losses[i] = -np.log(y[i, t[i]] + tiny)
 
 
 @pjit
 def _softmax_cross_entropy_forward(x, t, y):
-    n = x.shape[0]
-    tiny = x.dtype.type(1e-7)  # the book's delta inside the log
-    row_loss = np.empty(n, dtype=x.dtype)
-    for i in prange(n):
-        _softmax_row(x[i], y[i])
-        row_loss[i] = -np.log(y[i, t[i]] + tiny)
+    n, c = x.shape
+    losses = np.empty(n, dtype=x.dtype)
+    k = n_spans(n, SOFTMAX_COST * c)
+    if k == 1:
+        _softmax_rows(x, y, 0, n)
+        _row_losses(y, t, losses, 0, n)
+    else:
+        for s in prange(k):
+            lo, hi = span(s, k, n)
+            _softmax_rows(x, y, lo, hi)
+            _row_losses(y, t, losses, lo, hi)
     total = x.dtype.type(0)
     for i in range(n):  # serial, in row order: deterministic
-        total += row_loss[i]
+        total += losses[i]
     return total / x.dtype.type(n)
+
+
+@jit
+def _softmax_cross_entropy_backward_rows(y, t, scale, dx, lo, hi):
+    one = y.dtype.type(1)
+    for i in range(lo, hi):
+        for k in range(y.shape[1]):
+            dx[i, k] = y[i, k] * scale
+        dx[i, t[i]] = (y[i, t[i]] - one) * scale
 
 
 @pjit
 def _softmax_cross_entropy_backward(y, t, scale, dx):
-    one = y.dtype.type(1)
-    for i in prange(y.shape[0]):
-        for k in range(y.shape[1]):
-            dx[i, k] = y[i, k] * scale
-        dx[i, t[i]] = (y[i, t[i]] - one) * scale
+    n, c = y.shape
+    k = n_spans(n, c)
+    if k == 1:
+        _softmax_cross_entropy_backward_rows(y, t, scale, dx, 0, n)
+    else:
+        for s in prange(k):
+            _softmax_cross_entropy_backward_rows(y, t, scale, dx, *span(s, k, n))
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Batch normalisation kernels (the book's ``BatchNormalization``), x (N, D).
 
-Statistics are per column over the N rows. Each parallel task owns a block of
-:data:`~fastzero.kernels.numba.dense.COLUMN_BLOCK` columns and walks the rows
-in order, so the column reductions neither race nor depend on the thread
-count, and memory is read row by row.
+Statistics are per column over the N rows. The training kernels work on
+spans of whole columns (:mod:`._parallel`), walking the rows in order, so the
+column reductions neither race nor depend on the thread count, and memory is
+read row by row.
 
 The training forward returns ``cache = (xc, std)``: the centred input
 ``x - mean`` (N, D) and ``sqrt(var + eps)`` (D,); the backward recomputes
@@ -14,80 +14,115 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from fastzero.kernels.numba._jit import pjit
-from fastzero.kernels.numba.dense import COLUMN_BLOCK
+from fastzero.kernels.numba._jit import jit, pjit
+from fastzero.kernels.numba._parallel import n_spans, span
 
 
-@pjit
-def _batchnorm_forward_train(
-    x, gamma, beta, running_mean, running_var, momentum, keep, eps, out, xc, std
-):
-    n, d = x.shape
+@jit
+def _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
+                           out, xc, std, lo, hi):
+    n = x.shape[0]
     inv_n = x.dtype.type(1) / x.dtype.type(n)
-    for block in prange((d + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
-        lo = block * COLUMN_BLOCK
-        hi = min(lo + COLUMN_BLOCK, d)
-        mean = np.zeros(hi - lo, dtype=x.dtype)
-        var = np.zeros(hi - lo, dtype=x.dtype)
-        for i in range(n):
-            for j in range(lo, hi):
-                mean[j - lo] += x[i, j]
-        mean *= inv_n
-        for i in range(n):
-            for j in range(lo, hi):
-                c = x[i, j] - mean[j - lo]
-                xc[i, j] = c
-                var[j - lo] += c * c
-        var *= inv_n
+    mean = np.zeros(hi - lo, dtype=x.dtype)
+    var = np.zeros(hi - lo, dtype=x.dtype)
+    for i in range(n):
         for j in range(lo, hi):
-            std[j] = np.sqrt(var[j - lo] + eps)
-            running_mean[j] = momentum * running_mean[j] + keep * mean[j - lo]
-            running_var[j] = momentum * running_var[j] + keep * var[j - lo]
-        for i in range(n):
-            for j in range(lo, hi):
-                out[i, j] = gamma[j] * (xc[i, j] / std[j]) + beta[j]
+            mean[j - lo] += x[i, j]
+    mean *= inv_n
+    for i in range(n):
+        for j in range(lo, hi):
+            c = x[i, j] - mean[j - lo]
+            xc[i, j] = c
+            var[j - lo] += c * c
+    var *= inv_n
+    for j in range(lo, hi):
+        std[j] = np.sqrt(var[j - lo] + eps)
+        running_mean[j] = momentum * running_mean[j] + keep * mean[j - lo]
+        running_var[j] = momentum * running_var[j] + keep * var[j - lo]
+    for i in range(n):
+        for j in range(lo, hi):
+            out[i, j] = gamma[j] * (xc[i, j] / std[j]) + beta[j]
 
 
 @pjit
-def _batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps, out):
+def _batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
+                             out, xc, std):
     n, d = x.shape
-    for i in prange(n):
-        for j in range(d):
+    k = n_spans(d, 4 * n)
+    if k == 1:
+        _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
+                               out, xc, std, 0, d)
+    else:
+        for s in prange(k):
+            _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep,
+                                   eps, out, xc, std, *span(s, k, d))
+
+
+@jit
+def _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out, lo, hi):
+    for i in range(lo, hi):
+        for j in range(x.shape[1]):
             xn = (x[i, j] - running_mean[j]) / np.sqrt(running_var[j] + eps)
             out[i, j] = gamma[j] * xn + beta[j]
 
 
 @pjit
+def _batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps, out):
+    n, d = x.shape
+    k = n_spans(n, 4 * d)
+    if k == 1:
+        _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out, 0, n)
+    else:
+        for s in prange(k):
+            _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out,
+                                *span(s, k, n))
+
+
+@jit
+def _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, lo, hi):
+    """The book's backward for columns ``lo:hi``, its per-column factors hoisted:
+
+    dbeta = sum(dout); dgamma = sum(xn * dout) = sum(dout * xc) / std;
+    dxc = dxn / std + (2/N) * xc * dvar with dxn = gamma * dout and
+    dvar = 0.5 * dstd / std, dstd = -sum(dxn * xc) / std**2, i.e.
+    dxc = (gamma / std) * dout - (gamma * sum(dout * xc) / (N * std**3)) * xc;
+    dx = dxc - sum(dxc) / N.
+    """
+    n = dout.shape[0]
+    inv_n = dout.dtype.type(1) / dout.dtype.type(n)
+    dbeta[lo:hi] = 0
+    dgamma[lo:hi] = 0  # sum(dout * xc) until divided by std below
+    for i in range(n):
+        for j in range(lo, hi):
+            dbeta[j] += dout[i, j]
+            dgamma[j] += dout[i, j] * xc[i, j]
+    scale = np.empty(hi - lo, dtype=dout.dtype)
+    shift = np.empty(hi - lo, dtype=dout.dtype)
+    for j in range(lo, hi):
+        s = std[j]
+        scale[j - lo] = gamma[j] / s
+        shift[j - lo] = -inv_n * gamma[j] * dgamma[j] / (s * s * s)
+        dgamma[j] /= s
+    dmean = np.zeros(hi - lo, dtype=dout.dtype)
+    for i in range(n):
+        for j in range(lo, hi):
+            g = scale[j - lo] * dout[i, j] + shift[j - lo] * xc[i, j]
+            dx[i, j] = g
+            dmean[j - lo] += g
+    for i in range(n):
+        for j in range(lo, hi):
+            dx[i, j] -= dmean[j - lo] * inv_n
+
+
+@pjit
 def _batchnorm_backward(dout, xc, std, gamma, dx, dgamma, dbeta):
     n, d = dout.shape
-    typ = dout.dtype.type
-    half, two_over_n, inv_n = typ(0.5), typ(2) / typ(n), typ(1) / typ(n)
-    for block in prange((d + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
-        lo = block * COLUMN_BLOCK
-        hi = min(lo + COLUMN_BLOCK, d)
-        # dstd = -sum(dxn * xc / std**2) with dxn = gamma * dout
-        dout_xc = np.zeros(hi - lo, dtype=dout.dtype)
-        for j in range(lo, hi):
-            dbeta[j] = 0
-        for i in range(n):
-            for j in range(lo, hi):
-                dbeta[j] += dout[i, j]
-                dout_xc[j - lo] += dout[i, j] * xc[i, j]
-        # dvar = 0.5 * dstd / std; dxc = dxn / std + (2/N) * xc * dvar
-        dvar = np.empty(hi - lo, dtype=dout.dtype)
-        dmean = np.zeros(hi - lo, dtype=dout.dtype)
-        for j in range(lo, hi):
-            dgamma[j] = dout_xc[j - lo] / std[j]
-            dvar[j - lo] = -half * gamma[j] * dout_xc[j - lo] / (std[j] * std[j] * std[j])
-        for i in range(n):
-            for j in range(lo, hi):
-                g = gamma[j] * dout[i, j] / std[j] + two_over_n * xc[i, j] * dvar[j - lo]
-                dx[i, j] = g
-                dmean[j - lo] += g
-        # dx = dxc - sum(dxc) / N
-        for i in range(n):
-            for j in range(lo, hi):
-                dx[i, j] -= dmean[j - lo] * inv_n
+    k = n_spans(d, 6 * n)
+    if k == 1:
+        _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, 0, d)
+    else:
+        for s in prange(k):
+            _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, *span(s, k, d))
 
 
 def batchnorm_forward_train(

@@ -11,29 +11,50 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from fastzero.kernels.numba._jit import pjit
+from fastzero.kernels.numba._jit import jit, pjit
+from fastzero.kernels.numba._parallel import n_spans, span
 
 #: The book's epsilon in the adaptive optimizers' denominators.
 EPS = 1e-7
 
 
-@pjit
-def _sgd(param, grad, lr):
-    for i in prange(param.size):
+@jit
+def _sgd_body(param, grad, lr, lo, hi):
+    for i in range(lo, hi):
         param[i] -= lr * grad[i]
 
 
 @pjit
-def _momentum(param, grad, v, lr, momentum):
-    for i in prange(param.size):
+def _sgd(param, grad, lr):
+    k = n_spans(param.size, 2)
+    if k == 1:
+        _sgd_body(param, grad, lr, 0, param.size)
+    else:
+        for s in prange(k):
+            _sgd_body(param, grad, lr, *span(s, k, param.size))
+
+
+@jit
+def _momentum_body(param, grad, v, lr, momentum, lo, hi):
+    for i in range(lo, hi):
         vi = momentum * v[i] - lr * grad[i]
         v[i] = vi
         param[i] += vi
 
 
 @pjit
-def _nesterov(param, grad, v, lr, momentum, momentum_sq, lr_ahead):
-    for i in prange(param.size):
+def _momentum(param, grad, v, lr, momentum):
+    k = n_spans(param.size, 4)
+    if k == 1:
+        _momentum_body(param, grad, v, lr, momentum, 0, param.size)
+    else:
+        for s in prange(k):
+            _momentum_body(param, grad, v, lr, momentum, *span(s, k, param.size))
+
+
+@jit
+def _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead, lo, hi):
+    for i in range(lo, hi):
         vi = v[i] * momentum
         vi -= lr * grad[i]
         v[i] = vi
@@ -42,33 +63,75 @@ def _nesterov(param, grad, v, lr, momentum, momentum_sq, lr_ahead):
 
 
 @pjit
-def _adagrad(param, grad, h, lr):
+def _nesterov(param, grad, v, lr, momentum, momentum_sq, lr_ahead):
+    k = n_spans(param.size, 8)
+    if k == 1:
+        _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead, 0, param.size)
+    else:
+        for s in prange(k):
+            _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead,
+                           *span(s, k, param.size))
+
+
+@jit
+def _adagrad_body(param, grad, h, lr, lo, hi):
     eps = param.dtype.type(EPS)
-    for i in prange(param.size):
-        hi = h[i] + grad[i] * grad[i]
-        h[i] = hi
-        param[i] -= lr * grad[i] / (np.sqrt(hi) + eps)
+    for i in range(lo, hi):
+        h_i = h[i] + grad[i] * grad[i]
+        h[i] = h_i
+        param[i] -= lr * grad[i] / (np.sqrt(h_i) + eps)
+
+
+@pjit
+def _adagrad(param, grad, h, lr):
+    k = n_spans(param.size, 8)
+    if k == 1:
+        _adagrad_body(param, grad, h, lr, 0, param.size)
+    else:
+        for s in prange(k):
+            _adagrad_body(param, grad, h, lr, *span(s, k, param.size))
+
+
+@jit
+def _rmsprop_body(param, grad, h, lr, decay_rate, keep, lo, hi):
+    eps = param.dtype.type(EPS)
+    for i in range(lo, hi):
+        h_i = decay_rate * h[i] + keep * grad[i] * grad[i]
+        h[i] = h_i
+        param[i] -= lr * grad[i] / (np.sqrt(h_i) + eps)
 
 
 @pjit
 def _rmsprop(param, grad, h, lr, decay_rate, keep):
-    eps = param.dtype.type(EPS)
-    for i in prange(param.size):
-        hi = decay_rate * h[i] + keep * grad[i] * grad[i]
-        h[i] = hi
-        param[i] -= lr * grad[i] / (np.sqrt(hi) + eps)
+    k = n_spans(param.size, 8)
+    if k == 1:
+        _rmsprop_body(param, grad, h, lr, decay_rate, keep, 0, param.size)
+    else:
+        for s in prange(k):
+            _rmsprop_body(param, grad, h, lr, decay_rate, keep, *span(s, k, param.size))
 
 
-@pjit
-def _adam(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2):
+@jit
+def _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2, lo, hi):
     eps = param.dtype.type(EPS)
-    for i in prange(param.size):
+    for i in range(lo, hi):
         g = grad[i]
         mi = m[i] + one_minus_beta1 * (g - m[i])
         vi = v[i] + one_minus_beta2 * (g * g - v[i])
         m[i] = mi
         v[i] = vi
         param[i] -= lr_t * mi / (np.sqrt(vi) + eps)
+
+
+@pjit
+def _adam(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2):
+    k = n_spans(param.size, 12)
+    if k == 1:
+        _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2, 0, param.size)
+    else:
+        for s in prange(k):
+            _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2,
+                       *span(s, k, param.size))
 
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> None:
