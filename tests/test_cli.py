@@ -40,6 +40,14 @@ def _train(data_dir, out, *extra):
                      "--seed", "0", "--batch-size", "50", "--quiet", *extra])
 
 
+def test_train_without_matplotlib_skips_only_the_plot(data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    out = tmp_path / "run"
+    assert _train(data_dir, out, "--net", "two_layer", "--epochs", "1", "--lr", "0.01") == 0
+    assert "install matplotlib for curves.png" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "history.json", "params.npz"]
+
+
 def test_train_then_evaluate(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(data_dir, out, "--net", "two_layer", "--epochs", "2", "--lr", "0.01") == 0

@@ -146,7 +146,7 @@ def _bias_grad(dout, db):
         db[f] = s
 
 
-def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0) -> np.ndarray:
+def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int) -> np.ndarray:
     """Patch matrix of ``x (N, C, H, W)``: ``(N*OH*OW, C*FH*FW)``, the book's layout."""
     N, C, H, W = x.shape
     P = _out_size(H, filter_h, stride, pad) * _out_size(W, filter_w, stride, pad)
@@ -156,7 +156,7 @@ def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int = 1, pad: in
 
 
 def col2im(
-    col: np.ndarray, x_shape: tuple, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0
+    col: np.ndarray, x_shape: tuple[int, int, int, int], filter_h: int, filter_w: int, stride: int, pad: int
 ) -> np.ndarray:
     """Adjoint of :func:`im2col`: sum ``col (N*OH*OW, C*FH*FW)`` back into ``(N, C, H, W)``."""
     dx = np.empty(tuple(x_shape), dtype=col.dtype)
@@ -170,7 +170,7 @@ def _chunks(N: int, K: int, P: int, itemsize: int):
     return [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)], nb
 
 
-def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0):
+def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: int):
     """Convolution ``out (N, FN, OH, OW)`` of ``x (N, C, H, W)`` with filters ``W (FN, C, FH, FW)`` plus ``b (FN,)``.
 
     Returns ``(out, cache)``; ``cache`` is for :func:`conv_backward` only.
@@ -194,7 +194,7 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, p
     return out.reshape(N, FN, OH, OW), x
 
 
-def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int = 1, pad: int = 0):
+def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int):
     """Gradients ``(dx, dW, db)`` of the convolution given ``dout (N, FN, OH, OW)``."""
     x = cache
     N, C, H, Wd = x.shape

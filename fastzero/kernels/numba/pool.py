@@ -73,7 +73,7 @@ def _maxpool_backward(dout, argmax, pool_w, stride, pad, dx):
                     img[h, w] += dout[n, c, oy, ox]
 
 
-def maxpool_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0):
+def maxpool_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int, pad: int):
     """Max pooling of ``x (N, C, H, W)``: returns ``(out (N, C, OH, OW), argmax)``.
 
     ``argmax`` (int8/int16/int32, out's shape) holds the winner's flat index
@@ -90,11 +90,11 @@ def maxpool_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int = 1, pa
 def maxpool_backward(
     dout: np.ndarray,
     argmax: np.ndarray,
-    x_shape: tuple,
+    x_shape: tuple[int, int, int, int],
     pool_h: int,
     pool_w: int,
-    stride: int = 1,
-    pad: int = 0,
+    stride: int,
+    pad: int,
 ) -> np.ndarray:
     """Gradient ``dx (N, C, H, W)`` of max pooling: each ``dout`` goes to its window's maximum."""
     dx = np.empty(tuple(x_shape), dtype=dout.dtype)
