@@ -5,8 +5,13 @@ import numpy as np
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of ``x`` (N, K), shifted by the row max so it cannot overflow."""
-    x = x - np.max(x, axis=1, keepdims=True)
+    """Row-wise softmax of ``x`` (N, K), shifted by the row max so it cannot overflow.
+
+    Logits spanning more than the float range make the shift round to -inf
+    for the smallest ones; ``exp(-inf) = 0`` is then their exact probability.
+    """
+    with np.errstate(over="ignore"):
+        x = x - np.max(x, axis=1, keepdims=True)
     e = np.exp(x)
     return e / np.sum(e, axis=1, keepdims=True)
 
