@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fastzero import params_io
+from fastzero import _validate, params_io
 from fastzero.gradient import numerical_gradient as _numerical_gradient
 from fastzero.layers import BatchNormalization, Dropout, SoftmaxWithLoss
 
@@ -56,12 +56,16 @@ class Network:
         all have it.
     last_loss : float or None
         The loss computed by the last :meth:`gradient` call.
+    input_dim : (C, H, W) or None
+        The image shape a convolutional network was built for; :meth:`predict`
+        refuses images of any other shape (None: the first layer checks).
     """
 
     params: dict[str, np.ndarray]
     layers: "OrderedDict[str, Any] | list[Any]"
     last_layer: SoftmaxWithLoss
     weight_decay_lambda: float = 0.0
+    input_dim: tuple[int, ...] | None = None
 
     def __init__(self, dtype: Any) -> None:
         self.dtype = float_dtype(dtype)
@@ -98,12 +102,30 @@ class Network:
 
         ``train_flg`` switches dropout and batch normalisation to training mode.
         """
+        self._check_input_dim(x)
         for layer in self._layer_list():
             if isinstance(layer, (Dropout, BatchNormalization)):
                 x = layer.forward(x, train_flg)
             else:
                 x = layer.forward(x)
         return x
+
+    def _check_input_dim(self, x: Any) -> None:
+        """ValueError unless ``x`` is (N, *input_dim), when the net has an ``input_dim``.
+
+        Without it a convolutional net would silently crop a larger image (the
+        pooling floors odd sizes away) or fail deep inside with a shape the
+        user never passed.
+        """
+        if self.input_dim is None:
+            return
+        shape = np.shape(x)
+        if shape[1:] != self.input_dim:
+            c, h, w = self.input_dim
+            raise ValueError(
+                f"{type(self).__name__}: expected images of shape (N, {c}, {h}, {w}) for "
+                f"input_dim {self.input_dim}, got shape {shape}"
+            )
 
     def _weight_decay(self) -> float:
         if not self.weight_decay_lambda:
@@ -121,18 +143,24 @@ class Network:
     def accuracy(self, x: np.ndarray, t: np.ndarray, batch_size: int = 100) -> float:
         """Fraction of samples whose highest score is the label, predicted in batches.
 
-        Unlike the book's batched version, a last partial batch is counted too.
+        ``t`` holds labels (N,) in ``[0, K)`` or one-hot rows (N, K), ``K`` the
+        output size; anything else is a ValueError (checked on the first
+        batch's scores, before the others are computed). Unlike the book's
+        batched version, a last partial batch is counted too.
         """
-        t = np.asarray(t)
-        if t.ndim != 1:
-            t = np.argmax(t, axis=1)
-        n = x.shape[0]
+        where = f"{type(self).__name__}.accuracy"
+        batch_size = _validate.integer(batch_size, where, "batch_size", 1)
+        x = np.asarray(x)
+        n = len(x) if x.ndim else 0
         if n == 0:
-            raise ValueError("accuracy: no samples")
+            raise ValueError(f"{where}: no samples (input shape {x.shape})")
+        labels = None
         correct = 0
         for start in range(0, n, batch_size):
             y = self.predict(x[start:start + batch_size])
-            correct += int(np.sum(np.argmax(y, axis=1) == t[start:start + batch_size]))
+            if labels is None:
+                labels = _validate.labels(t, n, y.shape[1], where)
+            correct += int(np.sum(np.argmax(y, axis=1) == labels[start:start + batch_size]))
         return correct / n
 
     def gradient(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:

@@ -56,7 +56,8 @@ class DeepConvNet(Network):
         conv_params = [conv_param_1, conv_param_2, conv_param_3,
                        conv_param_4, conv_param_5, conv_param_6]
         randn = normal_sampler(seed)
-        channels, height, width = input_dim
+        self.input_dim = tuple(int(d) for d in input_dim)
+        channels, height, width = self.input_dim
         self.layers = []
         for idx, param in enumerate(conv_params, start=1):
             fn, fs = param["filter_num"], param["filter_size"]

@@ -55,7 +55,8 @@ class SimpleConvNet(Network):
                       **(conv_param or {})}
         filter_num, filter_size = conv_param["filter_num"], conv_param["filter_size"]
         pad, stride = conv_param["pad"], conv_param["stride"]
-        channels, height, width = input_dim
+        self.input_dim = tuple(int(d) for d in input_dim)
+        channels, height, width = self.input_dim
         pooled = filter_num * (
             pool_output_size(conv_output_size(height, filter_size, stride, pad))
             * pool_output_size(conv_output_size(width, filter_size, stride, pad))
