@@ -32,8 +32,11 @@ except ImportError:  # numpy < 2 has no numpy._core
 __all__ = [
     "RestrictedUnpickler",
     "UnsafePickleError",
+    "assign_params",
     "atomic_write",
+    "check_params",
     "load_params",
+    "read_npz",
     "read_params",
     "save_params",
 ]
@@ -58,8 +61,11 @@ _SAFE_GLOBALS = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle names a global outside the allow-list of :class:`RestrictedUnpickler`."""
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """A pickle names a global outside the allow-list of :class:`RestrictedUnpickler`.
+
+    Also a ``ValueError``: like every other refused file, a bad input value.
+    """
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -131,20 +137,59 @@ def save_params(params: Mapping[str, np.ndarray], file_name: str | os.PathLike) 
         np.savez(f, **arrays)
 
 
+def read_npz(file_name: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` archive ``file_name`` (name -> ndarray), without pickles.
+
+    Raises ``ValueError`` naming the file if it is not a complete, readable
+    archive of plain arrays (truncated, corrupt, object arrays, not a zip).
+    """
+    with open(file_name, "rb") as f:
+        data = f.read()
+    if not data.startswith(_ZIP_MAGIC):
+        raise ValueError(f"{os.fspath(file_name)}: not an .npz archive")
+    return _load_npz(data, file_name)
+
+
+def _load_npz(data: bytes, file_name: str | os.PathLike) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except MemoryError:  # a size field asking for more than the machine has: said as it is
+        raise
+    except Exception as exc:  # untrusted bytes: any other failure to parse them is a bad file
+        raise ValueError(
+            f"{os.fspath(file_name)}: truncated or corrupt .npz archive "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _load_pickle(data: bytes, file_name: str | os.PathLike) -> object:
+    try:
+        return RestrictedUnpickler(io.BytesIO(data)).load()
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{os.fspath(file_name)}: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # only allow-listed globals ran; the bytes are malformed
+        raise ValueError(
+            f"{os.fspath(file_name)}: truncated or corrupt pickle ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
 def read_params(file_name: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a parameter file: an ``.npz`` archive or the book's pickled dict.
 
     Returns name -> ndarray. Raises :class:`UnsafePickleError` for a pickle
-    naming a non-allow-listed global and ``ValueError`` for anything that is
-    not a mapping of names to numeric arrays.
+    naming a non-allow-listed global and ``ValueError`` (naming the file) for
+    a truncated or corrupt file or anything that is not a mapping of names to
+    numeric arrays.
     """
     with open(file_name, "rb") as f:
         data = f.read()
     if data.startswith(_ZIP_MAGIC):
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            params = {name: npz[name] for name in npz.files}
+        params = _load_npz(data, file_name)
     elif data.startswith(_PICKLE_PROTO):
-        params = RestrictedUnpickler(io.BytesIO(data)).load()
+        params = _load_pickle(data, file_name)
     else:
         raise ValueError(f"{os.fspath(file_name)}: not a parameter file (expected .npz or a pickle)")
     return _checked_arrays(params, file_name)
@@ -181,19 +226,35 @@ def load_params(params: Mapping[str, np.ndarray], file_name: str | os.PathLike) 
 
 def assign_params(params: Mapping[str, np.ndarray], loaded: Mapping[str, np.ndarray],
                   source: str) -> None:
-    """Check names and shapes of ``loaded`` against ``params``, then copy in place."""
+    """Check names, shapes and dtypes of ``loaded`` against ``params``, then copy in place.
+
+    Nothing is copied unless every array fits.
+    """
+    try:
+        check_params(params, loaded)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    for name, dst in params.items():
+        np.copyto(dst, loaded[name], casting="same_kind")
+
+
+def check_params(params: Mapping[str, np.ndarray], loaded: Mapping[str, np.ndarray]) -> None:
+    """ValueError unless ``loaded`` can be copied into ``params``: the same names,
+    the same shapes, and dtypes that convert ("same_kind" casting)."""
     missing = sorted(set(params) - set(loaded))
     unexpected = sorted(set(loaded) - set(params))
     if missing or unexpected:
         raise ValueError(
-            f"{source}: parameter names do not match the network "
+            "parameter names do not match the network "
             f"(missing: {missing or 'none'}; unexpected: {unexpected or 'none'})"
         )
     for name, dst in params.items():
         if loaded[name].shape != dst.shape:
             raise ValueError(
-                f"{source}: parameter {name!r} has shape {loaded[name].shape}, "
-                f"the network expects {dst.shape}"
+                f"parameter {name!r} has shape {loaded[name].shape}, the network expects {dst.shape}"
             )
-    for name, dst in params.items():
-        np.copyto(dst, loaded[name], casting="same_kind")
+        if not np.can_cast(loaded[name].dtype, dst.dtype, casting="same_kind"):
+            raise ValueError(
+                f"parameter {name!r} has dtype {loaded[name].dtype}, "
+                f"which does not convert to the network's {dst.dtype}"
+            )

@@ -224,27 +224,30 @@ def test_cli_train_resume_runs_no_code_from_a_hostile_checkpoint(tmp_path, marke
         assert not (out / "params.npz").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="h5 finding 4: fastzero evaluate / train --resume let "
-                   "UnsafePickleError and zipfile.BadZipFile escape as a traceback")
 @pytest.mark.parametrize("kind", ["evaluate-hostile-pickle", "resume-truncated-checkpoint"])
 def test_cli_reports_refused_files_as_a_one_line_error(tmp_path, mnist_dir, capsys, kind):
     marker = tmp_path / "PWNED"
     if kind == "evaluate-hostile-pickle":
         path = tmp_path / "params.pkl"
         path.write_bytes(payloads(marker, {})["os.system-as-param-p4"])
-        argv = ["evaluate", str(path)]
+        argv, reason = ["evaluate", str(path)], "refusing to load the global"
     else:
         out = tmp_path / "run"
         out.mkdir()
         buf = io.BytesIO()
         np.savez(buf, W1=np.ones(3))
-        (out / "checkpoint.npz").write_bytes(buf.getvalue()[:-30])
+        path = out / "checkpoint.npz"
+        path.write_bytes(buf.getvalue()[:-30])
         argv = ["train", "--epochs", "1", "--out", str(out), "--resume", "--quiet"]
+        reason = "truncated or corrupt"
     status, escaped = _run_cli([*argv, "--net", "two_layer", "--backend", "numpy",
                                 "--data-dir", str(mnist_dir)])
     assert escaped is None, f"traceback: {type(escaped).__name__}: {escaped}"
     assert status == 1
-    assert capsys.readouterr().err.startswith(f"fastzero {argv[0]}: error:")
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastzero {argv[0]}: error: {path}: ") and reason in err, err
+    assert err.count("\n") == 1, err
+    assert not marker.exists()
 
 
 # ------------------------------------------------------------------ hostile npz archives

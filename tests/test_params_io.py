@@ -180,3 +180,31 @@ def test_non_parameter_files_are_refused(tmp_path):
     (tmp_path / "junk.bin").write_bytes(b"hello")
     with pytest.raises(ValueError, match="not a parameter file"):
         params_io.read_params(tmp_path / "junk.bin")
+
+
+@pytest.mark.parametrize("suffix", ["npz", "pkl"])
+def test_truncated_parameter_files_are_refused_naming_the_file(tmp_path, suffix):
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    before = {k: v.copy() for k, v in net.params.items()}
+    good = tmp_path / f"good.{suffix}"
+    if suffix == "npz":
+        net.save_params(good)
+    else:
+        good.write_bytes(pickle.dumps(dict(net.params), protocol=4))
+    data = good.read_bytes()
+    bad = tmp_path / f"bad.{suffix}"
+    for cut in (len(data) // 2, len(data) - 1):
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match=f"{bad}: truncated or corrupt"):
+            TwoLayerNet(4, 3, 2, seed=1).load_params(bad)
+        with pytest.raises(ValueError, match=f"{bad}: truncated or corrupt"):
+            net.load_params(bad)
+        for key in before:
+            np.testing.assert_array_equal(net.params[key], before[key])
+
+
+def test_unsafe_pickle_error_is_a_value_error_naming_the_file(tmp_path):
+    path = tmp_path / "params.pkl"
+    path.write_bytes(pickle.dumps({"W1": _EvalEvil()}))
+    with pytest.raises(ValueError, match=f"{path}: refusing to load the global builtins.eval"):
+        params_io.read_params(path)
