@@ -14,9 +14,9 @@ from fastzero.kernels.numba._parallel import n_spans, span
 
 
 @jit
-def _relu_forward_body(x, out, mask, lo, hi):
+def _relu_forward_body(x, out, mask):
     zero = x.dtype.type(0)
-    for i in range(lo, hi):
+    for i in range(x.size):
         off = x[i] <= zero
         mask[i] = off
         out[i] = zero if off else x[i]
@@ -26,16 +26,17 @@ def _relu_forward_body(x, out, mask, lo, hi):
 def _relu_forward(x, out, mask):
     k = n_spans(x.size, 1)
     if k == 1:
-        _relu_forward_body(x, out, mask, 0, x.size)
+        _relu_forward_body(x, out, mask)
     else:
         for s in prange(k):
-            _relu_forward_body(x, out, mask, *span(s, k, x.size))
+            lo, hi = span(s, k, x.size)
+            _relu_forward_body(x[lo:hi], out[lo:hi], mask[lo:hi])
 
 
 @jit
-def _relu_backward_body(dout, mask, dx, lo, hi):
+def _relu_backward_body(dout, mask, dx):
     zero = dout.dtype.type(0)
-    for i in range(lo, hi):
+    for i in range(dout.size):
         dx[i] = zero if mask[i] else dout[i]
 
 
@@ -43,16 +44,17 @@ def _relu_backward_body(dout, mask, dx, lo, hi):
 def _relu_backward(dout, mask, dx):
     k = n_spans(dout.size, 1)
     if k == 1:
-        _relu_backward_body(dout, mask, dx, 0, dout.size)
+        _relu_backward_body(dout, mask, dx)
     else:
         for s in prange(k):
-            _relu_backward_body(dout, mask, dx, *span(s, k, dout.size))
+            lo, hi = span(s, k, dout.size)
+            _relu_backward_body(dout[lo:hi], mask[lo:hi], dx[lo:hi])
 
 
 @jit
-def _sigmoid_forward_body(x, out, lo, hi):
+def _sigmoid_forward_body(x, out):
     one = x.dtype.type(1)
-    for i in range(lo, hi):
+    for i in range(x.size):
         if x[i] >= 0:
             out[i] = one / (one + np.exp(-x[i]))
         else:  # exp(x) / (1 + exp(x)): exp never overflows for x < 0
@@ -64,16 +66,17 @@ def _sigmoid_forward_body(x, out, lo, hi):
 def _sigmoid_forward(x, out):
     k = n_spans(x.size, 8)  # exp and a division: ~8 operations
     if k == 1:
-        _sigmoid_forward_body(x, out, 0, x.size)
+        _sigmoid_forward_body(x, out)
     else:
         for s in prange(k):
-            _sigmoid_forward_body(x, out, *span(s, k, x.size))
+            lo, hi = span(s, k, x.size)
+            _sigmoid_forward_body(x[lo:hi], out[lo:hi])
 
 
 @jit
-def _sigmoid_backward_body(dout, out, dx, lo, hi):
+def _sigmoid_backward_body(dout, out, dx):
     one = out.dtype.type(1)
-    for i in range(lo, hi):
+    for i in range(out.size):
         dx[i] = dout[i] * (one - out[i]) * out[i]
 
 
@@ -81,10 +84,11 @@ def _sigmoid_backward_body(dout, out, dx, lo, hi):
 def _sigmoid_backward(dout, out, dx):
     k = n_spans(out.size, 1)
     if k == 1:
-        _sigmoid_backward_body(dout, out, dx, 0, out.size)
+        _sigmoid_backward_body(dout, out, dx)
     else:
         for s in prange(k):
-            _sigmoid_backward_body(dout, out, dx, *span(s, k, out.size))
+            lo, hi = span(s, k, out.size)
+            _sigmoid_backward_body(dout[lo:hi], out[lo:hi], dx[lo:hi])
 
 
 def relu_forward(x: np.ndarray):

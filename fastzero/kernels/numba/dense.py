@@ -16,10 +16,11 @@ from fastzero.kernels.numba._parallel import n_spans, span
 
 
 @jit
-def _add_row_vector_body(out, b, lo, hi):
-    for i in range(lo, hi):
-        for j in range(out.shape[1]):
-            out[i, j] += b[j]
+def _add_row_vector_body(out, b):
+    for i in range(out.shape[0]):
+        row = out[i]
+        for j in range(row.size):
+            row[j] += b[j]
 
 
 @pjit
@@ -27,18 +28,22 @@ def _add_row_vector(out, b):
     n, m = out.shape
     k = n_spans(n, m)
     if k == 1:
-        _add_row_vector_body(out, b, 0, n)
+        _add_row_vector_body(out, b)
     else:
         for s in prange(k):
-            _add_row_vector_body(out, b, *span(s, k, n))
+            lo, hi = span(s, k, n)
+            _add_row_vector_body(out[lo:hi], b)
 
 
 @jit
 def _column_sums_body(a, out, lo, hi):
-    out[lo:hi] = 0
-    for i in range(a.shape[0]):  # rows in order: a fixed summation order per column
-        for j in range(lo, hi):
-            out[j] += a[i, j]
+    """``out[lo:hi]`` = sums of columns ``lo:hi`` of ``a``, rows added in order."""
+    sums = out[lo:hi]
+    sums[:] = 0
+    for i in range(a.shape[0]):
+        row = a[i, lo:hi]
+        for j in range(row.size):
+            sums[j] += row[j]
 
 
 @pjit
@@ -49,7 +54,8 @@ def _column_sums(a, out):
         _column_sums_body(a, out, 0, m)
     else:
         for s in prange(k):  # each span owns its columns: no race
-            _column_sums_body(a, out, *span(s, k, m))
+            lo, hi = span(s, k, m)
+            _column_sums_body(a, out, lo, hi)
 
 
 def column_sums(a: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ from fastzero.kernels.numba._parallel import n_spans, span
 
 
 @jit
-def _dropout_forward_body(x, rand, ratio, out, mask, lo, hi):
-    for i in range(lo, hi):
+def _dropout_forward_body(x, rand, ratio, out, mask):
+    for i in range(x.size):
         keep = rand[i] > ratio
         mask[i] = keep
         out[i] = x[i] * x.dtype.type(keep)
@@ -23,15 +23,16 @@ def _dropout_forward_body(x, rand, ratio, out, mask, lo, hi):
 def _dropout_forward(x, rand, ratio, out, mask):
     k = n_spans(x.size, 1)
     if k == 1:
-        _dropout_forward_body(x, rand, ratio, out, mask, 0, x.size)
+        _dropout_forward_body(x, rand, ratio, out, mask)
     else:
         for s in prange(k):
-            _dropout_forward_body(x, rand, ratio, out, mask, *span(s, k, x.size))
+            lo, hi = span(s, k, x.size)
+            _dropout_forward_body(x[lo:hi], rand[lo:hi], ratio, out[lo:hi], mask[lo:hi])
 
 
 @jit
-def _masked_product_body(a, mask, out, lo, hi):
-    for i in range(lo, hi):
+def _masked_product_body(a, mask, out):
+    for i in range(a.size):
         out[i] = a[i] * a.dtype.type(mask[i])
 
 
@@ -39,10 +40,11 @@ def _masked_product_body(a, mask, out, lo, hi):
 def _masked_product(a, mask, out):
     k = n_spans(a.size, 1)
     if k == 1:
-        _masked_product_body(a, mask, out, 0, a.size)
+        _masked_product_body(a, mask, out)
     else:
         for s in prange(k):
-            _masked_product_body(a, mask, out, *span(s, k, a.size))
+            lo, hi = span(s, k, a.size)
+            _masked_product_body(a[lo:hi], mask[lo:hi], out[lo:hi])
 
 
 def dropout_forward(x: np.ndarray, rand: np.ndarray, ratio: float):

@@ -17,9 +17,9 @@ SOFTMAX_COST = 8
 
 
 @jit
-def _softmax_rows(x, y, lo, hi):
-    """Stable softmax of rows ``lo:hi`` of ``x`` into ``y``: ``exp(x - max) / sum``."""
-    for i in range(lo, hi):
+def _softmax_rows(x, y):
+    """Stable softmax of the rows of ``x`` into ``y``: ``exp(x - max) / sum``."""
+    for i in range(x.shape[0]):
         row, out = x[i], y[i]
         top = row[0]
         for k in range(1, row.size):
@@ -38,17 +38,18 @@ def _softmax(x, y):
     n, c = x.shape
     k = n_spans(n, SOFTMAX_COST * c)
     if k == 1:
-        _softmax_rows(x, y, 0, n)
+        _softmax_rows(x, y)
     else:
         for s in prange(k):
-            _softmax_rows(x, y, *span(s, k, n))
+            lo, hi = span(s, k, n)
+            _softmax_rows(x[lo:hi], y[lo:hi])
 
 
 @jit
-def _row_losses(y, t, losses, lo, hi):
-    """``-log(y[i, t[i]] + 1e-7)`` (the book's delta) for rows ``lo:hi``."""
+def _row_losses(y, t, losses):
+    """``-log(y[i, t[i]] + 1e-7)`` (the book's delta) for every row."""
     tiny = y.dtype.type(1e-7)
-    for i in range(lo, hi):
+    for i in range(y.shape[0]):
         losses[i] = -np.log(y[i, t[i]] + tiny)
 
 
@@ -58,13 +59,13 @@ def _softmax_cross_entropy_forward(x, t, y):
     losses = np.empty(n, dtype=x.dtype)
     k = n_spans(n, SOFTMAX_COST * c)
     if k == 1:
-        _softmax_rows(x, y, 0, n)
-        _row_losses(y, t, losses, 0, n)
+        _softmax_rows(x, y)
+        _row_losses(y, t, losses)
     else:
         for s in prange(k):
             lo, hi = span(s, k, n)
-            _softmax_rows(x, y, lo, hi)
-            _row_losses(y, t, losses, lo, hi)
+            _softmax_rows(x[lo:hi], y[lo:hi])
+            _row_losses(y[lo:hi], t[lo:hi], losses[lo:hi])
     total = x.dtype.type(0)
     for i in range(n):  # serial, in row order: deterministic
         total += losses[i]
@@ -72,12 +73,13 @@ def _softmax_cross_entropy_forward(x, t, y):
 
 
 @jit
-def _softmax_cross_entropy_backward_rows(y, t, scale, dx, lo, hi):
+def _softmax_cross_entropy_backward_rows(y, t, scale, dx):
     one = y.dtype.type(1)
-    for i in range(lo, hi):
-        for k in range(y.shape[1]):
-            dx[i, k] = y[i, k] * scale
-        dx[i, t[i]] = (y[i, t[i]] - one) * scale
+    for i in range(y.shape[0]):
+        row, out = y[i], dx[i]
+        for k in range(row.size):
+            out[k] = row[k] * scale
+        out[t[i]] = (row[t[i]] - one) * scale
 
 
 @pjit
@@ -85,10 +87,11 @@ def _softmax_cross_entropy_backward(y, t, scale, dx):
     n, c = y.shape
     k = n_spans(n, c)
     if k == 1:
-        _softmax_cross_entropy_backward_rows(y, t, scale, dx, 0, n)
+        _softmax_cross_entropy_backward_rows(y, t, scale, dx)
     else:
         for s in prange(k):
-            _softmax_cross_entropy_backward_rows(y, t, scale, dx, *span(s, k, n))
+            lo, hi = span(s, k, n)
+            _softmax_cross_entropy_backward_rows(y[lo:hi], t[lo:hi], scale, dx[lo:hi])
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -21,27 +21,33 @@ from fastzero.kernels.numba._parallel import n_spans, span
 @jit
 def _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
                            out, xc, std, lo, hi):
+    """The training forward of columns ``lo:hi``: statistics, running update, output."""
     n = x.shape[0]
     inv_n = x.dtype.type(1) / x.dtype.type(n)
     mean = np.zeros(hi - lo, dtype=x.dtype)
     var = np.zeros(hi - lo, dtype=x.dtype)
     for i in range(n):
-        for j in range(lo, hi):
-            mean[j - lo] += x[i, j]
+        row = x[i, lo:hi]
+        for j in range(row.size):
+            mean[j] += row[j]
     mean *= inv_n
     for i in range(n):
-        for j in range(lo, hi):
-            c = x[i, j] - mean[j - lo]
-            xc[i, j] = c
-            var[j - lo] += c * c
+        row, centred = x[i, lo:hi], xc[i, lo:hi]
+        for j in range(row.size):
+            c = row[j] - mean[j]
+            centred[j] = c
+            var[j] += c * c
     var *= inv_n
-    for j in range(lo, hi):
-        std[j] = np.sqrt(var[j - lo] + eps)
-        running_mean[j] = momentum * running_mean[j] + keep * mean[j - lo]
-        running_var[j] = momentum * running_var[j] + keep * var[j - lo]
+    g, b, sd = gamma[lo:hi], beta[lo:hi], std[lo:hi]
+    r_mean, r_var = running_mean[lo:hi], running_var[lo:hi]
+    for j in range(sd.size):
+        sd[j] = np.sqrt(var[j] + eps)
+        r_mean[j] = momentum * r_mean[j] + keep * mean[j]
+        r_var[j] = momentum * r_var[j] + keep * var[j]
     for i in range(n):
-        for j in range(lo, hi):
-            out[i, j] = gamma[j] * (xc[i, j] / std[j]) + beta[j]
+        centred, row_out = xc[i, lo:hi], out[i, lo:hi]
+        for j in range(sd.size):
+            row_out[j] = g[j] * (centred[j] / sd[j]) + b[j]
 
 
 @pjit
@@ -54,16 +60,18 @@ def _batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum
                                out, xc, std, 0, d)
     else:
         for s in prange(k):
+            lo, hi = span(s, k, d)
             _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep,
-                                   eps, out, xc, std, *span(s, k, d))
+                                   eps, out, xc, std, lo, hi)
 
 
 @jit
-def _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out, lo, hi):
-    for i in range(lo, hi):
-        for j in range(x.shape[1]):
-            xn = (x[i, j] - running_mean[j]) / np.sqrt(running_var[j] + eps)
-            out[i, j] = gamma[j] * xn + beta[j]
+def _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out):
+    for i in range(x.shape[0]):
+        row, row_out = x[i], out[i]
+        for j in range(row.size):
+            xn = (row[j] - running_mean[j]) / np.sqrt(running_var[j] + eps)
+            row_out[j] = gamma[j] * xn + beta[j]
 
 
 @pjit
@@ -71,11 +79,12 @@ def _batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps, out
     n, d = x.shape
     k = n_spans(n, 4 * d)
     if k == 1:
-        _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out, 0, n)
+        _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out)
     else:
         for s in prange(k):
-            _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out,
-                                *span(s, k, n))
+            lo, hi = span(s, k, n)
+            _forward_infer_rows(x[lo:hi], gamma, beta, running_mean, running_var, eps,
+                                out[lo:hi])
 
 
 @jit
@@ -90,28 +99,32 @@ def _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, lo, hi):
     """
     n = dout.shape[0]
     inv_n = dout.dtype.type(1) / dout.dtype.type(n)
-    dbeta[lo:hi] = 0
-    dgamma[lo:hi] = 0  # sum(dout * xc) until divided by std below
+    db, dg, sd, g = dbeta[lo:hi], dgamma[lo:hi], std[lo:hi], gamma[lo:hi]
+    db[:] = 0
+    dg[:] = 0  # sum(dout * xc) until divided by std below
     for i in range(n):
-        for j in range(lo, hi):
-            dbeta[j] += dout[i, j]
-            dgamma[j] += dout[i, j] * xc[i, j]
-    scale = np.empty(hi - lo, dtype=dout.dtype)
-    shift = np.empty(hi - lo, dtype=dout.dtype)
-    for j in range(lo, hi):
-        s = std[j]
-        scale[j - lo] = gamma[j] / s
-        shift[j - lo] = -inv_n * gamma[j] * dgamma[j] / (s * s * s)
-        dgamma[j] /= s
-    dmean = np.zeros(hi - lo, dtype=dout.dtype)
+        d_row, c_row = dout[i, lo:hi], xc[i, lo:hi]
+        for j in range(sd.size):
+            db[j] += d_row[j]
+            dg[j] += d_row[j] * c_row[j]
+    scale = np.empty(sd.size, dtype=dout.dtype)
+    shift = np.empty(sd.size, dtype=dout.dtype)
+    for j in range(sd.size):
+        s = sd[j]
+        scale[j] = g[j] / s
+        shift[j] = -inv_n * g[j] * dg[j] / (s * s * s)
+        dg[j] /= s
+    dmean = np.zeros(sd.size, dtype=dout.dtype)
     for i in range(n):
-        for j in range(lo, hi):
-            g = scale[j - lo] * dout[i, j] + shift[j - lo] * xc[i, j]
-            dx[i, j] = g
-            dmean[j - lo] += g
+        d_row, c_row, dx_row = dout[i, lo:hi], xc[i, lo:hi], dx[i, lo:hi]
+        for j in range(sd.size):
+            v = scale[j] * d_row[j] + shift[j] * c_row[j]
+            dx_row[j] = v
+            dmean[j] += v
     for i in range(n):
-        for j in range(lo, hi):
-            dx[i, j] -= dmean[j - lo] * inv_n
+        dx_row = dx[i, lo:hi]
+        for j in range(sd.size):
+            dx_row[j] -= dmean[j] * inv_n
 
 
 @pjit
@@ -122,7 +135,8 @@ def _batchnorm_backward(dout, xc, std, gamma, dx, dgamma, dbeta):
         _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, 0, d)
     else:
         for s in prange(k):
-            _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, *span(s, k, d))
+            lo, hi = span(s, k, d)
+            _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, lo, hi)
 
 
 def batchnorm_forward_train(

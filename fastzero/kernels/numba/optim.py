@@ -19,8 +19,8 @@ EPS = 1e-7
 
 
 @jit
-def _sgd_body(param, grad, lr, lo, hi):
-    for i in range(lo, hi):
+def _sgd_body(param, grad, lr):
+    for i in range(param.size):
         param[i] -= lr * grad[i]
 
 
@@ -28,15 +28,16 @@ def _sgd_body(param, grad, lr, lo, hi):
 def _sgd(param, grad, lr):
     k = n_spans(param.size, 2)
     if k == 1:
-        _sgd_body(param, grad, lr, 0, param.size)
+        _sgd_body(param, grad, lr)
     else:
         for s in prange(k):
-            _sgd_body(param, grad, lr, *span(s, k, param.size))
+            lo, hi = span(s, k, param.size)
+            _sgd_body(param[lo:hi], grad[lo:hi], lr)
 
 
 @jit
-def _momentum_body(param, grad, v, lr, momentum, lo, hi):
-    for i in range(lo, hi):
+def _momentum_body(param, grad, v, lr, momentum):
+    for i in range(param.size):
         vi = momentum * v[i] - lr * grad[i]
         v[i] = vi
         param[i] += vi
@@ -46,15 +47,16 @@ def _momentum_body(param, grad, v, lr, momentum, lo, hi):
 def _momentum(param, grad, v, lr, momentum):
     k = n_spans(param.size, 4)
     if k == 1:
-        _momentum_body(param, grad, v, lr, momentum, 0, param.size)
+        _momentum_body(param, grad, v, lr, momentum)
     else:
         for s in prange(k):
-            _momentum_body(param, grad, v, lr, momentum, *span(s, k, param.size))
+            lo, hi = span(s, k, param.size)
+            _momentum_body(param[lo:hi], grad[lo:hi], v[lo:hi], lr, momentum)
 
 
 @jit
-def _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead, lo, hi):
-    for i in range(lo, hi):
+def _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead):
+    for i in range(param.size):
         vi = v[i] * momentum
         vi -= lr * grad[i]
         v[i] = vi
@@ -66,17 +68,18 @@ def _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead, lo, hi):
 def _nesterov(param, grad, v, lr, momentum, momentum_sq, lr_ahead):
     k = n_spans(param.size, 8)
     if k == 1:
-        _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead, 0, param.size)
+        _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead)
     else:
         for s in prange(k):
-            _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead,
-                           *span(s, k, param.size))
+            lo, hi = span(s, k, param.size)
+            _nesterov_body(param[lo:hi], grad[lo:hi], v[lo:hi], lr, momentum, momentum_sq,
+                           lr_ahead)
 
 
 @jit
-def _adagrad_body(param, grad, h, lr, lo, hi):
+def _adagrad_body(param, grad, h, lr):
     eps = param.dtype.type(EPS)
-    for i in range(lo, hi):
+    for i in range(param.size):
         h_i = h[i] + grad[i] * grad[i]
         h[i] = h_i
         param[i] -= lr * grad[i] / (np.sqrt(h_i) + eps)
@@ -86,16 +89,17 @@ def _adagrad_body(param, grad, h, lr, lo, hi):
 def _adagrad(param, grad, h, lr):
     k = n_spans(param.size, 8)
     if k == 1:
-        _adagrad_body(param, grad, h, lr, 0, param.size)
+        _adagrad_body(param, grad, h, lr)
     else:
         for s in prange(k):
-            _adagrad_body(param, grad, h, lr, *span(s, k, param.size))
+            lo, hi = span(s, k, param.size)
+            _adagrad_body(param[lo:hi], grad[lo:hi], h[lo:hi], lr)
 
 
 @jit
-def _rmsprop_body(param, grad, h, lr, decay_rate, keep, lo, hi):
+def _rmsprop_body(param, grad, h, lr, decay_rate, keep):
     eps = param.dtype.type(EPS)
-    for i in range(lo, hi):
+    for i in range(param.size):
         h_i = decay_rate * h[i] + keep * grad[i] * grad[i]
         h[i] = h_i
         param[i] -= lr * grad[i] / (np.sqrt(h_i) + eps)
@@ -105,16 +109,17 @@ def _rmsprop_body(param, grad, h, lr, decay_rate, keep, lo, hi):
 def _rmsprop(param, grad, h, lr, decay_rate, keep):
     k = n_spans(param.size, 8)
     if k == 1:
-        _rmsprop_body(param, grad, h, lr, decay_rate, keep, 0, param.size)
+        _rmsprop_body(param, grad, h, lr, decay_rate, keep)
     else:
         for s in prange(k):
-            _rmsprop_body(param, grad, h, lr, decay_rate, keep, *span(s, k, param.size))
+            lo, hi = span(s, k, param.size)
+            _rmsprop_body(param[lo:hi], grad[lo:hi], h[lo:hi], lr, decay_rate, keep)
 
 
 @jit
-def _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2, lo, hi):
+def _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2):
     eps = param.dtype.type(EPS)
-    for i in range(lo, hi):
+    for i in range(param.size):
         g = grad[i]
         mi = m[i] + one_minus_beta1 * (g - m[i])
         vi = v[i] + one_minus_beta2 * (g * g - v[i])
@@ -127,11 +132,12 @@ def _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2, lo, hi
 def _adam(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2):
     k = n_spans(param.size, 12)
     if k == 1:
-        _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2, 0, param.size)
+        _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2)
     else:
         for s in prange(k):
-            _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2,
-                       *span(s, k, param.size))
+            lo, hi = span(s, k, param.size)
+            _adam_body(param[lo:hi], grad[lo:hi], m[lo:hi], v[lo:hi], lr_t, one_minus_beta1,
+                       one_minus_beta2)
 
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> None:
