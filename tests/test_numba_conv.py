@@ -78,13 +78,6 @@ def test_conv_forward_backward_match_reference(rng, shape, dtype):
     check_conv(*make_conv(rng, shape, dtype))
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 15000])
-def test_batch_chunking_matches_reference(rng, monkeypatch, chunk_bytes):
-    """One sample per chunk, and chunks of several samples with a shorter last one."""
-    monkeypatch.setattr(fast, "CHUNK_BYTES", chunk_bytes)
-    check_conv(*make_conv(rng, (7, 3, 6, 5, 4, 3, 3, 1, 1), np.float64))
-
-
 def test_conv_forward_matches_definition(rng):
     """out[n, f, y, x] = b[f] + sum_{c,i,j} W[f, c, i, j] * x_pad[n, c, y*s + i, x*s + j]."""
     x, Wt, b, _, stride, pad = make_conv(rng, (2, 3, 8, 7, 4, 3, 2, 2, 1), np.float64)
