@@ -30,8 +30,8 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
+from fastzero import _validate, params_io
 from fastzero import optimizer as _optimizers
-from fastzero import params_io
 
 __all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS"]
 
@@ -100,11 +100,11 @@ class Trainer:
             )
         if len(x_train) == 0 or len(x_test) == 0:
             raise ValueError("Trainer: the training and test sets must not be empty")
-        if mini_batch_size < 1 or epochs < 0:
-            raise ValueError(
-                f"Trainer: need mini_batch_size >= 1 and epochs >= 0, "
-                f"got {mini_batch_size} and {epochs}"
-            )
+        epochs = _validate.integer(epochs, "Trainer", "epochs", 0)
+        mini_batch_size = _validate.integer(mini_batch_size, "Trainer", "mini_batch_size", 1)
+        if evaluate_sample_num_per_epoch is not None:
+            _validate.integer(evaluate_sample_num_per_epoch, "Trainer",
+                              "evaluate_sample_num_per_epoch", 1)
         self.network = network
         self.verbose = verbose
         self.x_train, self.t_train = x_train, t_train

@@ -618,6 +618,34 @@ def test_convnet_refuses_images_of_another_size(backend, make, hw):
 
 
 @pytest.mark.parametrize("net_name", NETS)
+def test_network_input_layouts_and_dtypes_give_the_clean_result(backend, net_name):
+    """Strided, Fortran, read-only, byte-swapped, uint8, int, bool and float32 samples
+    give exactly the scores and gradients of the same values as a C-contiguous float64 array."""
+    make, shape = NETS[net_name]
+    net = make()
+    x = np.random.default_rng(0).integers(0, 3, shape).astype(np.float64)  # exact in every dtype
+
+    initial = {k: v.copy() for k, v in net.state().items()}
+
+    def scores_and_grads(inputs):
+        for k, v in net.state().items():  # batch-norm statistics move in training mode
+            np.copyto(v, initial[k])
+        np.random.seed(0)  # the dropout masks
+        return net.predict(inputs), net.gradient(inputs, NET_LABELS)
+
+    cases = {layout: (as_layout(x, layout), x) for layout in VALUE_LAYOUTS}
+    cases.update({dtype: (x.astype(dtype), x) for dtype in ("uint8", "int32", "float32")})
+    cases["bool"] = (x > 1, (x > 1).astype(np.float64))
+    for name, (given, clean) in cases.items():
+        expected_scores, expected_grads = scores_and_grads(clean)
+        scores, grads = scores_and_grads(given)
+        assert scores.dtype == F64, name
+        np.testing.assert_array_equal(scores, expected_scores, err_msg=name)
+        for key in expected_grads:
+            np.testing.assert_array_equal(grads[key], expected_grads[key], err_msg=f"{name} d{key}")
+
+
+@pytest.mark.parametrize("net_name", NETS)
 @pytest.mark.parametrize("t", [NET_LABELS[:3], np.full(6, 4), np.full(6, -1), NET_LABELS.astype(float),
                                np.eye(5)[NET_LABELS]], ids=["short", "too-high", "negative", "float", "onehot-width"])
 def test_network_loss_and_gradient_refuse_bad_labels(backend, net_name, t):
@@ -676,7 +704,9 @@ def _trainer(**kwargs):
     (dict(t_test=np.zeros(3, int)), ValueError, "3 labels"),
     (dict(x_train=np.zeros((0, 10)), t_train=np.zeros(0, int)), ValueError, "empty"),
     (dict(mini_batch_size=0), ValueError, "mini_batch_size"),
+    (dict(mini_batch_size=2.5), TypeError, "mini_batch_size"),
     (dict(epochs=-1), ValueError, "epochs"),
+    (dict(evaluate_sample_num_per_epoch=0), ValueError, "evaluate_sample_num_per_epoch"),
     (dict(optimizer="adamw"), ValueError, "adamw"),
     (dict(optimizer=object()), TypeError, "update"),
 ])
