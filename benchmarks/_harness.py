@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from typing import Any, Callable
 
 import fastzero
@@ -60,6 +61,9 @@ class _KernelTimes(_FamilySuite):
     params = [[], BACKENDS, DTYPES]
     param_names = ["case", "backend", "dtype"]
     timeout = 180
+    #: wall-clock time (asv's default, stated): the numba kernels run on several
+    #: threads, so process CPU time would overstate them
+    timer = time.perf_counter
 
     def setup(self, case: str, backend: str, dtype: str) -> None:
         self.work = prepared(self.family, case, backend, dtype)

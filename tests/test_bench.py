@@ -298,3 +298,19 @@ def test_fast_env_skips_slow_cases(monkeypatch):
     with pytest.raises(NotImplementedError):
         _harness.get_case("train", "DeepConvNet")
     assert _harness.get_case("train", "SimpleConvNet").slow is False
+
+
+def test_offline_html_has_a_local_copy_of_every_cdn_file():
+    """benchmarks/offline_html.py must know every CDN file the installed asv's page loads
+    (a new asv release may change them), and strip the integrity attributes."""
+    asv = pytest.importorskip("asv")
+    from benchmarks import offline_html
+
+    page = (Path(asv.__file__).parent / "www" / "index.html").read_text(encoding="utf-8")
+    urls = [url for _, url in offline_html._TAG.findall(page)]
+    assert len(urls) == len(offline_html.FILES)
+    assert {url.rsplit("/", 1)[-1] for url in urls} == set(offline_html.FILES)
+    tag = ('<script src="https://cdn/x.js" integrity="sha256-abc" crossorigin="anonymous" '
+           'onerror="js_load_failure()"></script>')
+    assert offline_html._local_tag(tag, "https://cdn/x.js", "vendor/x.js") == (
+        '<script src="vendor/x.js" onerror="js_load_failure()"></script>')
