@@ -7,7 +7,7 @@ from fastzero.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
 from fastzero.optimizer import Adam
 
 # Backends this test runs on; add "numba" once the numba backend is in.
-BACKENDS = ["numpy"]
+BACKENDS = ["numpy", "numba"]
 
 
 def bars(rng, n):

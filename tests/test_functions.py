@@ -20,7 +20,7 @@ from fastzero.functions import (
 from fastzero.gradient import numerical_gradient
 
 # Backends these tests run on; add "numba" once the numba backend is in.
-BACKENDS = ["numpy"]
+BACKENDS = ["numpy", "numba"]
 
 
 @pytest.fixture(params=BACKENDS)

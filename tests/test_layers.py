@@ -19,7 +19,7 @@ from gradcheck import layer_gradcheck
 
 # Backends the layer tests run on. The numba backend is developed in parallel;
 # add "numba" here (or switch to conftest's `backend` fixture) once it is in.
-BACKENDS = ["numpy"]
+BACKENDS = ["numpy", "numba"]
 
 TOL = 1e-6  # relative error of backprop vs central differences, float64
 

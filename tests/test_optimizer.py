@@ -10,7 +10,7 @@ from fastzero.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
 # Backends these tests run on; add "numba" (or use conftest's `backend` fixture)
 # once the numba backend is in.
-BACKENDS = ["numpy"]
+BACKENDS = ["numpy", "numba"]
 STEPS = 3
 EPS = 1e-7
 

@@ -8,7 +8,7 @@ import fastzero
 from fastzero.util import col2im, conv_output_size, im2col, shuffle_dataset, smooth_curve
 
 # Backends these tests run on; add "numba" once the numba backend is in.
-BACKENDS = ["numpy"]
+BACKENDS = ["numpy", "numba"]
 
 
 @pytest.fixture(params=BACKENDS)

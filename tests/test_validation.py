@@ -17,7 +17,7 @@ from fastzero.layers import (
 )
 
 # Backends these tests run on; add "numba" once the numba backend is in.
-BACKENDS = ["numpy"]
+BACKENDS = ["numpy", "numba"]
 
 
 @pytest.fixture(params=BACKENDS)
