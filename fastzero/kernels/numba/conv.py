@@ -25,19 +25,11 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from fastzero.kernels.numba._jit import jit, pjit
+from fastzero.kernels.numba._jit import pjit
 
 
 def _out_size(size: int, filter_size: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - filter_size) // stride + 1
-
-
-@jit
-def _valid_cols(j, pad, stride, width, out_w):
-    """Range ``[lo, hi)`` of output columns whose filter tap ``j`` lands inside the image."""
-    lo = max(0, (pad - j + stride - 1) // stride)
-    hi = min(out_w, (width - 1 + pad - j) // stride + 1)
-    return lo, max(lo, hi)
 
 
 @pjit
@@ -46,7 +38,9 @@ def _im2col_t(x, filter_h, filter_w, stride, pad, colT):
 
     Row ``(c*FH + i)*FW + j`` holds, for every output pixel ``(n, oy, ox)``
     (column ``(n*OH + oy)*OW + ox``), the input value under filter tap
-    ``(c, i, j)``; zero where the tap falls in the padding.
+    ``(c, i, j)``: ``x_padded[n, c, oy*stride + i, ox*stride + j]``. Each
+    iteration copies its ``(n, c)`` plane into a zero-bordered buffer first,
+    so the copy loops need no bounds and vectorise.
     """
     N, C, H, W = x.shape
     out_h = (H + 2 * pad - filter_h) // stride + 1
@@ -55,23 +49,20 @@ def _im2col_t(x, filter_h, filter_w, stride, pad, colT):
     for t in prange(N * C):
         n = t // C
         c = t - n * C
-        img = x[n, c]
+        padded = np.zeros((H + 2 * pad, W + 2 * pad), dtype=x.dtype)
+        padded[pad:pad + H, pad:pad + W] = x[n, c]
         for i in range(filter_h):
             for j in range(filter_w):
-                patch = colT[(c * filter_h + i) * filter_w + j, n * P:(n + 1) * P]
-                lo, hi = _valid_cols(j, pad, stride, W, out_w)
+                tap = (c * filter_h + i) * filter_w + j
+                patch = colT[tap, n * P:(n + 1) * P].reshape(out_h, out_w)
                 for oy in range(out_h):
-                    dst = patch[oy * out_w:(oy + 1) * out_w]
-                    h = oy * stride + i - pad
-                    if h < 0 or h >= H:
-                        dst[:] = 0
-                        continue
-                    dst[:lo] = 0
-                    dst[hi:] = 0
-                    inside = dst[lo:hi]
-                    src = img[h, lo * stride + j - pad:]
-                    for q in range(inside.size):
-                        inside[q] = src[q * stride]
+                    src, dst = padded[oy * stride + i], patch[oy]
+                    if stride == 1:
+                        for ox in range(out_w):
+                            dst[ox] = src[ox + j]
+                    else:
+                        for ox in range(out_w):
+                            dst[ox] = src[ox * stride + j]
 
 
 @pjit
@@ -79,7 +70,9 @@ def _col2im_t(colT, filter_h, filter_w, stride, pad, dx):
     """Set ``dx (N, C, H, W)`` to the adjoint of :func:`_im2col_t` applied to ``colT``.
 
     Each ``(n, c)`` image plane is owned by one iteration, which sums every
-    tap of its channel into it: overlapping windows add without races.
+    tap of its channel, in tap order as the book's ``col2im``, into a
+    zero-bordered buffer and keeps its interior: overlapping windows add
+    without races, and what lands in the padding is dropped.
     """
     N, C, H, W = dx.shape
     out_h = (H + 2 * pad - filter_h) // stride + 1
@@ -88,20 +81,20 @@ def _col2im_t(colT, filter_h, filter_w, stride, pad, dx):
     for t in prange(N * C):
         n = t // C
         c = t - n * C
-        img = dx[n, c]
-        img[:, :] = 0
+        padded = np.zeros((H + 2 * pad, W + 2 * pad), dtype=dx.dtype)
         for i in range(filter_h):
             for j in range(filter_w):
-                patch = colT[(c * filter_h + i) * filter_w + j, n * P:(n + 1) * P]
-                lo, hi = _valid_cols(j, pad, stride, W, out_w)
+                tap = (c * filter_h + i) * filter_w + j
+                patch = colT[tap, n * P:(n + 1) * P].reshape(out_h, out_w)
                 for oy in range(out_h):
-                    h = oy * stride + i - pad
-                    if h < 0 or h >= H:
-                        continue
-                    src = patch[oy * out_w + lo:oy * out_w + hi]
-                    dst = img[h, lo * stride + j - pad:]
-                    for q in range(src.size):
-                        dst[q * stride] += src[q]
+                    src, dst = patch[oy], padded[oy * stride + i]
+                    if stride == 1:
+                        for ox in range(out_w):
+                            dst[ox + j] += src[ox]
+                    else:
+                        for ox in range(out_w):
+                            dst[ox * stride + j] += src[ox]
+        dx[n, c] = padded[pad:pad + H, pad:pad + W]
 
 
 @pjit
@@ -141,9 +134,9 @@ def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int) -
     """Patch matrix of ``x (N, C, H, W)``: ``(N*OH*OW, C*FH*FW)``, the book's layout."""
     N, C, H, W = x.shape
     P = _out_size(H, filter_h, stride, pad) * _out_size(W, filter_w, stride, pad)
-    col = np.empty((N * P, C * filter_h * filter_w), dtype=x.dtype)
-    _im2col_t(x, filter_h, filter_w, stride, pad, col.T)
-    return col
+    colT = np.empty((C * filter_h * filter_w, N * P), dtype=x.dtype)
+    _im2col_t(x, filter_h, filter_w, stride, pad, colT)
+    return np.ascontiguousarray(colT.T)
 
 
 def col2im(
@@ -151,7 +144,7 @@ def col2im(
 ) -> np.ndarray:
     """Adjoint of :func:`im2col`: sum ``col (N*OH*OW, C*FH*FW)`` back into ``(N, C, H, W)``."""
     dx = np.empty(tuple(x_shape), dtype=col.dtype)
-    _col2im_t(col.T, filter_h, filter_w, stride, pad, dx)
+    _col2im_t(np.ascontiguousarray(col.T), filter_h, filter_w, stride, pad, dx)
     return dx
 
 
