@@ -140,3 +140,15 @@ def test_conv_is_deterministic_and_thread_count_independent(rng, dtype):
         fastzero.set_num_threads(threads)
     for a, b in zip(serial, first):
         assert_close(a, b, RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("samples_per_block", [1, 2, 5])
+def test_conv_in_blocks_of_samples_matches_reference(rng, monkeypatch, samples_per_block, dtype):
+    """The batch cut into blocks of 1, 2 (with a remainder of 1) and all 5 samples."""
+    shape = (5, 3, 11, 10, 4, 7, 3, 2, 2)
+    x, Wt, b, dout, stride, pad = make_conv(rng, shape, dtype)
+    per_sample = x.shape[1] * Wt.shape[2] * Wt.shape[3] * dout.shape[2] * dout.shape[3]
+    monkeypatch.setattr(fast, "BLOCK_BYTES", samples_per_block * per_sample * x.itemsize)
+    assert fast._block_size(x.shape[0], per_sample, x.itemsize) == samples_per_block
+    check_conv(x, Wt, b, dout, stride, pad)

