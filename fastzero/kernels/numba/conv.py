@@ -3,29 +3,40 @@
 The heavy arithmetic is BLAS matrix multiplication (``np.dot``, called from
 the Python wrappers, never inside a ``prange``); the numba kernels do the
 data movement around it in parallel. Internally the patch matrix is kept
-*transposed*, ``colT (C*FH*FW, N*OH*OW)``: each row is one filter tap, so the
-kernels copy runs of image rows, and the forward product
+*transposed*, ``colT (C*FH*FW, B*OH*OW)`` for ``B`` samples: each row is one
+filter tap, so the kernels copy runs of image rows, and the forward product
 ``W (FN, C*FH*FW) @ colT`` already has the filters in its rows.
 
-The batch is processed in blocks of samples whose patch matrix fits in
-:data:`BLOCK_BYTES` (about one core's L2 cache): im2col, the products and
-col2im of one block run while its patches are still in cache, instead of
+The batch is processed in blocks of ``B`` samples whose patch matrix fits in
+:data:`BLOCK_BYTES` (about one core's L2 cache): im2col, the three products
+and col2im of a block run while its patches are in cache, instead of
 streaming a patch matrix ``FH*FW`` times the size of the images through
-memory three times. Measured single-threaded, float64, batch 100, forward
-plus backward (conv1: 1->30 5x5 at 28x28; conv2: 16->16 3x3 pad 1 at
-28x28): whole batch at once 54 / 186 ms, blocks of 512 KiB 23 / 72 ms
-(numpy reference 71 / 378 ms, a loaded machine). The backward recomputes the
-block's patches from ``x`` rather than keeping them (keeping them measured
-slower: 65 vs 56 ms for conv2); the forward's cache is therefore ``x``
-itself, which must not be modified before the backward (the layer keeps it
-as ``Convolution.x`` anyway). Buffers are allocated once per call and every
-product writes into one (``np.dot(..., out=...)``). Gradients of ``W`` and ``b`` are
-summed block by block, in batch order.
+memory. Forward plus backward, batch 100, float64, one thread, best of 15
+interleaved runs on a loaded machine (ms):
+
+======================================  =========  ====  ====  ====  =====
+block budget                            reference  256K  512K  2M    batch
+======================================  =========  ====  ====  ====  =====
+SimpleConvNet conv1 (1->30, 5x5, 28x28)      45.7  15.1  15.2  20.4   37.4
+DeepConvNet conv2 (16->16, 3x3, 28x28)        285  56.6  50.5  66.3    150
+DeepConvNet conv6 (64->64, 3x3, 8x8)          122  56.3  53.1  56.0   65.2
+======================================  =========  ====  ====  ====  =====
+
+The products then run at about the BLAS rate of a large square product
+(conv6 is at that floor; the reference spends the same time in them).
+
+The backward recomputes a block's patches from ``x`` rather than keeping
+them (keeping them measured slower, 65 vs 56 ms for conv2), so the forward's
+cache is ``x`` itself: it must not be modified before the backward (the
+layer keeps it as ``Convolution.x`` anyway). Buffers are allocated once per
+call and the products write into them (``np.dot(..., out=...)``).
 
 Every parallel loop gives each iteration its own output: im2col writes the
 patches of its own ``(n, c)``, col2im sums into its own ``(n, c)`` image
-plane, the bias gradient gives each filter to one thread. Results are
-therefore bitwise reproducible for a fixed thread count.
+plane, the bias gradient gives each filter to one thread; the gradients of
+``W`` and ``b`` are summed block by block in batch order, and the block size
+depends only on the shapes. Results are therefore bitwise reproducible for a
+fixed thread count.
 """
 from __future__ import annotations
 
