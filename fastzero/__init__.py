@@ -5,7 +5,20 @@ The book's public API lives in :mod:`fastzero.layers`, :mod:`fastzero.functions`
 :mod:`fastzero.trainer` and :mod:`fastzero.nets`. The compute runs on one of two
 backends: ``"numba"`` (parallel JIT kernels, the default) or ``"numpy"`` (the
 book's algorithms, the reference).
+
+Importing fastzero sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is already set.
+numba's OpenMP workers otherwise spin after every parallel region and take the
+cores from OpenBLAS's threads in the GEMM that follows; a convolution layer
+alternates the two hundreds of times per step. Measured on 2 cores, float64,
+batch 100, numba / NumPy reference speed-up with and without: SimpleConvNet
+training step 4.15x vs 0.21x, conv1 2.35x vs 0.09x. The setting is read when
+numba's OpenMP layer first loads, so it has no effect if numba ran a parallel
+kernel before fastzero was imported.
 """
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from fastzero._backend import (
     available_backends,
     get_backend,

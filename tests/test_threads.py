@@ -1,4 +1,7 @@
 """fastzero.set_num_threads: one knob for numba's threads and the BLAS threads."""
+import os
+import subprocess
+import sys
 import threading
 
 import numba
@@ -83,3 +86,16 @@ def test_numba_limit_applies_to_the_calling_thread_only():
     thread.join()
     assert seen["numba"] == max_threads()
     assert seen["blas"] == [1] * len(seen["blas"])
+
+
+def test_import_makes_idle_openmp_workers_sleep_unless_the_user_chose():
+    """numba's spinning OpenMP workers starve OpenBLAS (see fastzero/__init__.py)."""
+    code = "import os, fastzero; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+
+    def policy(env):
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert policy(env) == "PASSIVE"
+    assert policy({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
