@@ -288,14 +288,30 @@ def _seconds_per_call(work: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
+#: Seconds of untimed calls before each sample. A training run uses one
+#: backend; here the two alternate, and the reference's multi-threaded BLAS
+#: products leave OpenBLAS's workers spinning for about 0.1 s afterwards
+#: (:mod:`fastzero.kernels.numba._slices`), which took a core from the next
+#: numba sample (SimpleConvNet conv1: 22 ms instead of 11).
+SETTLE = 0.15
+
+
+def _settle(work: Callable[[], Any], seconds: float) -> None:
+    start = time.perf_counter()
+    work()
+    while time.perf_counter() - start < seconds:
+        work()
+
+
 def measure(
     works: dict[str, Callable[[], Any]], repeat: int = 7, min_sample: float = 0.05
 ) -> dict[str, float]:
     """Median seconds per call of each backend's prepared work.
 
     Samples of the backends are interleaved, so that load from other processes
-    hits them alike; each sample loops long enough to last ``min_sample``
-    seconds (at least one call).
+    hits them alike; each follows :data:`SETTLE` seconds of untimed calls of
+    its own backend and loops long enough to last ``min_sample`` seconds (at
+    least one call).
     """
     numbers = {}
     for backend, work in works.items():
@@ -306,6 +322,7 @@ def measure(
     for _ in range(repeat):
         for backend, work in works.items():
             with use_backend(backend):
+                _settle(work, SETTLE)
                 samples[backend].append(_seconds_per_call(work, numbers[backend]))
     return {b: statistics.median(s) for b, s in samples.items()}
 

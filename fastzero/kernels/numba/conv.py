@@ -1,8 +1,8 @@
 """Convolution kernels: im2col / col2im and the convolution layer's forward and backward.
 
 The heavy arithmetic is BLAS matrix multiplication (``np.dot``, called from
-the Python wrappers, never inside a ``prange``); the numba kernels do the
-data movement around it in parallel. Internally the patch matrix is kept
+the Python wrappers, never inside a ``prange``); serial numba kernels do the
+data movement around it. Internally the patch matrix is kept
 *transposed*, ``colT (C*FH*FW, B*OH*OW)`` for ``B`` samples: each row is one
 filter tap, so the kernels copy runs of image rows, and the forward product
 ``W (FN, C*FH*FW) @ colT`` already has the filters in its rows.
@@ -12,7 +12,8 @@ The batch is processed in blocks of ``B`` samples whose patch matrix fits in
 and col2im of a block run while its patches are in cache, instead of
 streaming a patch matrix ``FH*FW`` times the size of the images through
 memory. Forward plus backward, batch 100, float64, one thread, best of 15
-interleaved runs on a loaded machine (ms):
+interleaved runs on a loaded machine (ms; measured before the work was
+split among threads):
 
 ======================================  =========  ====  ====  ====  =====
 block budget                            reference  256K  512K  2M    batch
@@ -31,19 +32,23 @@ cache is ``x`` itself: it must not be modified before the backward (the
 layer keeps it as ``Convolution.x`` anyway). Buffers are allocated once per
 call and the products write into them (``np.dot(..., out=...)``).
 
-Every parallel loop gives each iteration its own output: im2col writes the
-patches of its own ``(n, c)``, col2im sums into its own ``(n, c)`` image
-plane, the bias gradient gives each filter to one thread; the gradients of
-``W`` and ``b`` are summed block by block in batch order, and the block size
-depends only on the shapes. Results are therefore bitwise reproducible for a
-fixed thread count.
+The threads split the batch (:func:`~fastzero.kernels.numba._slices.map_slices`):
+each takes a contiguous slice of samples and runs its blocks from start to
+end, kernels and single-threaded products, so the cores never pass between
+numba's and OpenBLAS's thread pools. 2 threads, float64, forward plus
+backward, ``fastzero bench`` medians on an idle machine, ``prange`` kernels
+between 2-thread products -> this: conv1 20.0 -> 11.4 ms, conv2 66.9 ->
+33.2 ms. Every slice writes its own samples of ``out`` and ``dx``; the
+gradients of ``W`` and ``b`` are summed block by block in sample order
+within a slice, then slice by slice, and the block size depends only on the
+shapes. Results are therefore bitwise reproducible for a fixed thread count.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from fastzero.kernels.numba._jit import pjit
+from fastzero.kernels.numba._slices import map_slices
+from fastzero.kernels.numba._jit import jit
 
 
 #: Bytes of patch matrix per block of samples (see the module docstring).
@@ -54,93 +59,87 @@ def _out_size(size: int, filter_size: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - filter_size) // stride + 1
 
 
-@pjit
+@jit
 def _im2col_t(x, filter_h, filter_w, stride, pad, colT):
     """Fill ``colT (C*FH*FW, N*OH*OW)`` with the patches of ``x (N, C, H, W)``.
 
     Row ``(c*FH + i)*FW + j`` holds, for every output pixel ``(n, oy, ox)``
     (column ``(n*OH + oy)*OW + ox``), the input value under filter tap
     ``(c, i, j)``: ``x_padded[n, c, oy*stride + i, ox*stride + j]``. Each
-    iteration copies its ``(n, c)`` plane into a zero-bordered buffer first,
-    so the copy loops need no bounds and vectorise.
+    ``(n, c)`` plane is copied into a zero-bordered buffer first, so the copy
+    loops need no bounds and vectorise.
     """
     N, C, H, W = x.shape
     out_h = (H + 2 * pad - filter_h) // stride + 1
     out_w = (W + 2 * pad - filter_w) // stride + 1
     P = out_h * out_w
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        padded = np.zeros((H + 2 * pad, W + 2 * pad), dtype=x.dtype)
-        padded[pad:pad + H, pad:pad + W] = x[n, c]
-        for i in range(filter_h):
-            for j in range(filter_w):
-                tap = (c * filter_h + i) * filter_w + j
-                patch = colT[tap, n * P:(n + 1) * P].reshape(out_h, out_w)
-                for oy in range(out_h):
-                    src, dst = padded[oy * stride + i], patch[oy]
-                    if stride == 1:
-                        for ox in range(out_w):
-                            dst[ox] = src[ox + j]
-                    else:
-                        for ox in range(out_w):
-                            dst[ox] = src[ox * stride + j]
+    padded = np.zeros((H + 2 * pad, W + 2 * pad), dtype=x.dtype)  # border stays zero
+    for n in range(N):
+        for c in range(C):
+            padded[pad:pad + H, pad:pad + W] = x[n, c]
+            for i in range(filter_h):
+                for j in range(filter_w):
+                    tap = (c * filter_h + i) * filter_w + j
+                    patch = colT[tap, n * P:(n + 1) * P].reshape(out_h, out_w)
+                    for oy in range(out_h):
+                        src, dst = padded[oy * stride + i], patch[oy]
+                        if stride == 1:
+                            for ox in range(out_w):
+                                dst[ox] = src[ox + j]
+                        else:
+                            for ox in range(out_w):
+                                dst[ox] = src[ox * stride + j]
 
 
-@pjit
+@jit
 def _col2im_t(colT, filter_h, filter_w, stride, pad, dx):
     """Set ``dx (N, C, H, W)`` to the adjoint of :func:`_im2col_t` applied to ``colT``.
 
-    Each ``(n, c)`` image plane is owned by one iteration, which sums every
-    tap of its channel, in tap order as the book's ``col2im``, into a
-    zero-bordered buffer and keeps its interior: overlapping windows add
-    without races, and what lands in the padding is dropped.
+    Each ``(n, c)`` image plane sums every tap of its channel, in tap order
+    as the book's ``col2im``, into a zero-bordered buffer and keeps its
+    interior: what lands in the padding is dropped.
     """
     N, C, H, W = dx.shape
     out_h = (H + 2 * pad - filter_h) // stride + 1
     out_w = (W + 2 * pad - filter_w) // stride + 1
     P = out_h * out_w
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        padded = np.zeros((H + 2 * pad, W + 2 * pad), dtype=dx.dtype)
-        for i in range(filter_h):
-            for j in range(filter_w):
-                tap = (c * filter_h + i) * filter_w + j
-                patch = colT[tap, n * P:(n + 1) * P].reshape(out_h, out_w)
-                for oy in range(out_h):
-                    src, dst = patch[oy], padded[oy * stride + i]
-                    if stride == 1:
-                        for ox in range(out_w):
-                            dst[ox + j] += src[ox]
-                    else:
-                        for ox in range(out_w):
-                            dst[ox * stride + j] += src[ox]
-        dx[n, c] = padded[pad:pad + H, pad:pad + W]
+    padded = np.empty((H + 2 * pad, W + 2 * pad), dtype=dx.dtype)
+    for n in range(N):
+        for c in range(C):
+            padded[:] = 0
+            for i in range(filter_h):
+                for j in range(filter_w):
+                    tap = (c * filter_h + i) * filter_w + j
+                    patch = colT[tap, n * P:(n + 1) * P].reshape(out_h, out_w)
+                    for oy in range(out_h):
+                        src, dst = patch[oy], padded[oy * stride + i]
+                        if stride == 1:
+                            for ox in range(out_w):
+                                dst[ox + j] += src[ox]
+                        else:
+                            for ox in range(out_w):
+                                dst[ox * stride + j] += src[ox]
+            dx[n, c] = padded[pad:pad + H, pad:pad + W]
 
 
-@pjit
+@jit
 def _add_bias_to_output(prod, bias, out):
     """``out[n, f, :] = prod[f, n*P:(n+1)*P] + bias[f]`` (``prod`` is ``W @ colT``)."""
     N, FN, P = out.shape
-    for t in prange(N * FN):
-        n = t // FN
-        f = t - n * FN
-        src = prod[f, n * P:(n + 1) * P]
-        dst = out[n, f]
-        bf = bias[f]
-        for p in range(P):
-            dst[p] = src[p] + bf
+    for n in range(N):
+        for f in range(FN):
+            src = prod[f, n * P:(n + 1) * P]
+            dst = out[n, f]
+            bf = bias[f]
+            for p in range(P):
+                dst[p] = src[p] + bf
 
 
-@pjit
+@jit
 def _gather_dout_and_bias_grad(dout, doutT, db):
-    """``doutT[f, n*P:(n+1)*P] = dout[n, f, :]`` and ``db[f] = dout[:, f, :].sum()``.
-
-    Each filter is owned by one thread, which sums its gradient in sample order.
-    """
+    """``doutT[f, n*P:(n+1)*P] = dout[n, f, :]`` and ``db[f] = dout[:, f, :].sum()``, in sample order."""
     N, FN, P = dout.shape
-    for f in prange(FN):
+    for f in range(FN):
         s = dout.dtype.type(0)
         for n in range(N):
             src = dout[n, f]
@@ -155,18 +154,32 @@ def _gather_dout_and_bias_grad(dout, doutT, db):
 def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int) -> np.ndarray:
     """Patch matrix of ``x (N, C, H, W)``: ``(N*OH*OW, C*FH*FW)``, the book's layout."""
     N, C, H, W = x.shape
+    K = C * filter_h * filter_w
     P = _out_size(H, filter_h, stride, pad) * _out_size(W, filter_w, stride, pad)
-    colT = np.empty((C * filter_h * filter_w, N * P), dtype=x.dtype)
-    _im2col_t(x, filter_h, filter_w, stride, pad, colT)
-    return np.ascontiguousarray(colT.T)
+    col = np.empty((N * P, K), dtype=x.dtype)
+
+    def fill(n0: int, n1: int) -> None:
+        colT = np.empty((K, (n1 - n0) * P), dtype=x.dtype)
+        _im2col_t(x[n0:n1], filter_h, filter_w, stride, pad, colT)
+        col[n0 * P:n1 * P] = colT.T
+
+    map_slices(fill, N)
+    return col
 
 
 def col2im(
     col: np.ndarray, x_shape: tuple[int, int, int, int], filter_h: int, filter_w: int, stride: int, pad: int
 ) -> np.ndarray:
     """Adjoint of :func:`im2col`: sum ``col (N*OH*OW, C*FH*FW)`` back into ``(N, C, H, W)``."""
+    N, _, H, W = x_shape
+    P = _out_size(H, filter_h, stride, pad) * _out_size(W, filter_w, stride, pad)
     dx = np.empty(tuple(x_shape), dtype=col.dtype)
-    _col2im_t(np.ascontiguousarray(col.T), filter_h, filter_w, stride, pad, dx)
+
+    def fill(n0: int, n1: int) -> None:
+        colT = np.ascontiguousarray(col[n0 * P:n1 * P].T)
+        _col2im_t(colT, filter_h, filter_w, stride, pad, dx[n0:n1])
+
+    map_slices(fill, N)
     return dx
 
 
@@ -192,12 +205,16 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     W2 = W.reshape(FN, K)
     out = np.empty((N, FN, P), dtype=x.dtype)
     nb = _block_size(N, K * P, x.itemsize)
-    col_buf, prod_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(FN * nb * P, dtype=x.dtype)
-    for n0 in range(0, N, nb):
-        n1 = min(N, n0 + nb)
-        cols, prod = _matrix(col_buf, K, (n1 - n0) * P), _matrix(prod_buf, FN, (n1 - n0) * P)
-        _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
-        _add_bias_to_output(np.dot(W2, cols, out=prod), b, out[n0:n1])
+
+    def forward_slice(s0: int, s1: int) -> None:
+        col_buf, prod_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(FN * nb * P, dtype=x.dtype)
+        for n0 in range(s0, s1, nb):
+            n1 = min(s1, n0 + nb)
+            cols, prod = _matrix(col_buf, K, (n1 - n0) * P), _matrix(prod_buf, FN, (n1 - n0) * P)
+            _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
+            _add_bias_to_output(np.dot(W2, cols, out=prod), b, out[n0:n1])
+
+    map_slices(forward_slice, N)
     return out.reshape(N, FN, OH, OW), x
 
 
@@ -210,18 +227,28 @@ def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int)
     W2T = np.ascontiguousarray(W.reshape(FN, K).T)
     dout = dout.reshape(N, FN, P)
     nb = _block_size(N, K * P, x.itemsize)
-    col_buf, dcol_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(K * nb * P, dtype=x.dtype)
-    dout_buf = np.empty(FN * nb * P, dtype=x.dtype)
-    dW_blk, db_blk = np.empty((FN, K), dtype=x.dtype), np.empty(FN, dtype=x.dtype)
-    dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
-    for n0 in range(0, N, nb):
-        n1 = min(N, n0 + nb)
-        m = (n1 - n0) * P
-        cols, dcols, douts = _matrix(col_buf, K, m), _matrix(dcol_buf, K, m), _matrix(dout_buf, FN, m)
-        _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
-        _gather_dout_and_bias_grad(dout[n0:n1], douts, db_blk)
-        dW += np.dot(douts, cols.T, out=dW_blk)
-        db += db_blk
-        _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
+
+    def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
+        """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
+        col_buf, dcol_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(K * nb * P, dtype=x.dtype)
+        dout_buf = np.empty(FN * nb * P, dtype=x.dtype)
+        dW_blk, db_blk = np.empty((FN, K), dtype=x.dtype), np.empty(FN, dtype=x.dtype)
+        dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
+        for n0 in range(s0, s1, nb):
+            n1 = min(s1, n0 + nb)
+            m = (n1 - n0) * P
+            cols, dcols, douts = _matrix(col_buf, K, m), _matrix(dcol_buf, K, m), _matrix(dout_buf, FN, m)
+            _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
+            _gather_dout_and_bias_grad(dout[n0:n1], douts, db_blk)
+            dW += np.dot(douts, cols.T, out=dW_blk)
+            db += db_blk
+            _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
+        return dW, db
+
+    shares = map_slices(backward_slice, N)
+    dW, db = shares[0]
+    for dW_share, db_share in shares[1:]:  # in slice order: the same bits for the same thread count
+        dW += dW_share
+        db += db_share
     return dx, dW.reshape(W.shape), db

@@ -1,10 +1,13 @@
 """Affine (fully connected) layer kernels.
 
 The matrix products stay on BLAS (``np.dot``, called from Python, never from
-inside a ``prange`` body, so BLAS and numba threads do not oversubscribe the
-cores); numba fuses what is left around them: the bias add and the bias
-gradient. ``np.dot`` reads the transposed operands ``W.T`` and ``x.T`` as
-Fortran-ordered views through BLAS's transpose flags, without copies.
+inside a ``prange`` body). Like the convolution's, they run on
+:mod:`~fastzero.kernels.numba._slices`: each thread multiplies its own rows
+with single-threaded BLAS (the rows of ``x`` for ``out`` and ``dx``, the rows
+of ``dW``), so OpenBLAS's own workers never wake and spin (see that module).
+numba fuses what is left: the bias add and the bias gradient. ``np.dot``
+reads the transposed operands ``W.T`` and ``x.T`` as Fortran-ordered views
+through BLAS's transpose flags, without copies.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from numba import prange
 
 from fastzero.kernels.numba._jit import jit, pjit
 from fastzero.kernels.numba._parallel import n_spans, span
+from fastzero.kernels.numba._slices import map_slices
 
 
 @jit
@@ -21,18 +25,6 @@ def _add_row_vector_body(out, b):
         row = out[i]
         for j in range(row.size):
             row[j] += b[j]
-
-
-@pjit
-def _add_row_vector(out, b):
-    n, m = out.shape
-    k = n_spans(n, m)
-    if k == 1:
-        _add_row_vector_body(out, b)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _add_row_vector_body(out[lo:hi], b)
 
 
 @jit
@@ -78,8 +70,12 @@ def affine_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     -------
     out : (N, M) array
     """
-    out = np.dot(x, W)
-    _add_row_vector(out, b)
+    out = np.empty((x.shape[0], W.shape[1]), dtype=np.result_type(x, W))
+
+    def rows(lo: int, hi: int) -> None:
+        _add_row_vector_body(np.dot(x[lo:hi], W, out=out[lo:hi]), b)
+
+    map_slices(rows, x.shape[0])
     return out
 
 
@@ -98,6 +94,13 @@ def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
     dW : (D, M) array, ``x.T @ dout``
     db : (M,) array, column sums of ``dout``
     """
-    dx = np.dot(dout, W.T)
-    dW = np.dot(x.T, dout)
+    dtype = np.result_type(dout, W)
+    dx, dW = np.empty((dout.shape[0], W.shape[0]), dtype=dtype), np.empty(W.shape, dtype=dtype)
+
+    def rows(lo: int, hi: int, w_lo: int, w_hi: int) -> None:
+        """Rows ``lo:hi`` of ``dx`` and rows ``w_lo:w_hi`` of ``dW``."""
+        np.dot(dout[lo:hi], W.T, out=dx[lo:hi])
+        np.dot(x[:, w_lo:w_hi].T, dout, out=dW[w_lo:w_hi])
+
+    map_slices(rows, dout.shape[0], W.shape[0])
     return dx, dW, column_sums(dout)
