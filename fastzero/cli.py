@@ -121,7 +121,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       mini_batch_size=args.batch_size, optimizer=args.optimizer,
                       optimizer_param=optimizer_param,
                       evaluate_sample_num_per_epoch=args.eval_samples, verbose=not args.quiet,
-                      seed=args.seed, checkpoint=checkpoint)
+                      seed=args.seed, checkpoint=checkpoint,
+                      replacement=args.sampling == "book")
     if args.resume:
         trainer.load_checkpoint(checkpoint)
     if not args.quiet:
@@ -233,6 +234,10 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-samples", type=int, default=10000,
                        help="samples for the per-epoch accuracies (default: 10000; "
                             "the final test accuracy uses the whole test set)")
+    train.add_argument("--sampling", choices=["shuffle", "book"], default="shuffle",
+                       help="mini-batches: shuffle = each epoch a permutation of the training "
+                            "set; book = drawn with replacement, as the book's Trainer "
+                            "(default: shuffle)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     train.set_defaults(func=cmd_train)
 

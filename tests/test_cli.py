@@ -68,6 +68,25 @@ def test_train_then_evaluate(data_dir, tmp_path, capsys):
     assert f"test accuracy: {history['final_test_acc']:.4f} (100 samples" in capsys.readouterr().out
 
 
+def test_book_sampling_draws_batches_with_replacement(data_dir, tmp_path, monkeypatch):
+    import fastzero.trainer
+
+    seen = {}
+    real_trainer = fastzero.trainer.Trainer
+
+    def spy(*args, **kwargs):
+        seen["replacement"] = kwargs["replacement"]
+        return real_trainer(*args, **kwargs)
+
+    monkeypatch.setattr(fastzero.trainer, "Trainer", spy)  # cmd_train imports it when run
+    out = tmp_path / "run"
+    assert _train(data_dir, out, "--net", "two_layer", "--epochs", "1", "--sampling", "book") == 0
+    assert seen == {"replacement": True}
+    assert json.loads((out / "history.json").read_text())["settings"]["sampling"] == "book"
+    assert _train(data_dir, tmp_path / "run2", "--net", "two_layer", "--epochs", "1") == 0
+    assert seen == {"replacement": False}
+
+
 def test_evaluate_reads_the_books_pickle(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(data_dir, out, "--net", "simple", "--epochs", "1", "--dtype", "float32",
