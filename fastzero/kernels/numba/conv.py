@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastzero.kernels.numba._slices import map_slices
 from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._slices import map_slices
 
 
 #: Bytes of patch matrix per block of samples (see the module docstring).
