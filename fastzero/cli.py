@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       optimizer_param=optimizer_param,
                       evaluate_sample_num_per_epoch=args.eval_samples, verbose=not args.quiet,
                       seed=args.seed, checkpoint=checkpoint,
-                      replacement=args.sampling == "book")
+                      replacement=args.sampling == "book", lr_schedule=args.lr_schedule)
     if args.resume:
         trainer.load_checkpoint(checkpoint)
     if not args.quiet:
@@ -205,6 +205,8 @@ def _add_compute_options(p: argparse.ArgumentParser) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from fastzero.trainer import LR_SCHEDULES
+
     parser = argparse.ArgumentParser(
         prog="fastzero",
         description="Train and evaluate the networks of 'Deep Learning from Scratch' on MNIST, "
@@ -238,6 +240,9 @@ def make_parser() -> argparse.ArgumentParser:
                        help="mini-batches: shuffle = each epoch a permutation of the training "
                             "set; book = drawn with replacement, as the book's Trainer "
                             "(default: shuffle)")
+    train.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                       help="constant = the book's fixed learning rate; cosine = from --lr down "
+                            "to zero along half a cosine over the run (default: constant)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     train.set_defaults(func=cmd_train)
 

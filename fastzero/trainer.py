@@ -11,6 +11,9 @@ Same constructor, attributes (``train_loss_list``, ``train_acc_list``,
 * a progress bar (tqdm) and one summary line per epoch when ``verbose``;
 * :class:`TrainingDiverged` naming the step as soon as the loss is NaN or
   infinite, before the optimizer applies that step;
+* ``lr_schedule='cosine'``: the learning rate falls from the optimizer's
+  ``lr`` to zero along half a cosine over the run's steps (the book keeps it
+  constant, the default);
 * ``seed``: the same seed (and thread count) gives the same run;
 * checkpoints: everything needed to continue (parameters, batch-norm
   statistics, optimizer state, random states, history) written atomically
@@ -33,7 +36,7 @@ import numpy as np
 from fastzero import _validate, params_io
 from fastzero import optimizer as _optimizers
 
-__all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS"]
+__all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS", "LR_SCHEDULES"]
 
 #: Optimizer names accepted by ``Trainer(optimizer=...)`` (case-insensitive).
 OPTIMIZERS: dict[str, type] = {
@@ -75,6 +78,12 @@ class Trainer:
     replacement : bool
         Sample every mini-batch with replacement, as the book, instead of
         shuffled epochs.
+    lr_schedule : 'constant' or 'cosine'
+        'constant' (the book) leaves the optimizer's ``lr`` alone; 'cosine'
+        sets it before step ``i`` (counted from 0) to
+        ``lr * (1 + cos(pi * i / max_iter)) / 2``, where ``lr`` is the
+        optimizer's at construction. Resuming with other ``epochs`` changes
+        ``max_iter`` and so the rest of the schedule.
     seed : int or None
         Seeds the mini-batch order (a ``np.random.Generator``) and
         ``np.random`` (which dropout draws from).
@@ -91,8 +100,8 @@ class Trainer:
                  mini_batch_size: int = 100, optimizer: str | Any = "SGD",
                  optimizer_param: Mapping[str, Any] | None = None,
                  evaluate_sample_num_per_epoch: int | None = None, verbose: bool = True, *,
-                 replacement: bool = False, seed: int | None = None,
-                 checkpoint: str | os.PathLike | None = None) -> None:
+                 replacement: bool = False, lr_schedule: str = "constant",
+                 seed: int | None = None, checkpoint: str | os.PathLike | None = None) -> None:
         if len(x_train) != len(t_train) or len(x_test) != len(t_test):
             raise ValueError(
                 f"Trainer: {len(x_train)} training samples but {len(t_train)} labels, "
@@ -115,6 +124,8 @@ class Trainer:
         self.replacement = replacement
         self.checkpoint = checkpoint
         self.optimizer = _make_optimizer(optimizer, optimizer_param)
+        self.lr_schedule = lr_schedule
+        self.base_lr = _base_lr(self.optimizer, lr_schedule)
 
         self.train_size = len(x_train)
         self.iter_per_epoch = max(math.ceil(self.train_size / mini_batch_size), 1)
@@ -161,12 +172,21 @@ class Trainer:
                 f"{self.current_iter % self.iter_per_epoch + 1} of {self.iter_per_epoch}); "
                 "a smaller learning rate may help"
             )
+        if self.lr_schedule == "cosine":
+            self.optimizer.lr = self.learning_rate(self.current_iter)
         self.optimizer.update(self.network.params, grads)
         self.train_loss_list.append(loss)
         self.current_iter += 1
         if self.current_iter % self.iter_per_epoch == 0:
             self._end_epoch()
         return loss
+
+    def learning_rate(self, step: int) -> float | None:
+        """The learning rate of step ``step`` (counted from 0): the schedule's, or
+        under 'constant' the optimizer's own ``lr`` (None if it has none)."""
+        if self.base_lr is None:
+            return getattr(self.optimizer, "lr", None)
+        return self.base_lr * (1 + math.cos(math.pi * step / self.max_iter)) / 2
 
     def _end_epoch(self) -> None:
         self.current_epoch += 1
@@ -182,9 +202,10 @@ class Trainer:
 
             losses = self.train_loss_list[-self.iter_per_epoch:]
             elapsed = time.perf_counter() - self._epoch_start
+            lr = "" if self.base_lr is None else f", lr {self.optimizer.lr:.3g}"
             tqdm.write(
                 f"epoch {self.current_epoch}/{self.epochs}: train loss {np.mean(losses):.4f}, "
-                f"train acc {train_acc:.4f}, test acc {test_acc:.4f} ({elapsed:.1f} s)"
+                f"train acc {train_acc:.4f}, test acc {test_acc:.4f}{lr} ({elapsed:.1f} s)"
             )
         self._epoch_start = time.perf_counter()
 
@@ -250,6 +271,7 @@ class Trainer:
             "batch_size": self.batch_size,
             "train_size": self.train_size,
             "replacement": self.replacement,
+            "lr_schedule": self.lr_schedule,
             "current_iter": self.current_iter,
             "current_epoch": self.current_epoch,
             "rng": self.rng.bit_generator.state,
@@ -304,7 +326,9 @@ class Trainer:
             "batch_size": self.batch_size,
             "train_size": self.train_size,
             "replacement": self.replacement,
+            "lr_schedule": self.lr_schedule,
         }
+        meta.setdefault("lr_schedule", "constant")  # written before schedules existed
         for key, value in expected.items():
             if meta[key] != value:
                 raise ValueError(
@@ -491,6 +515,27 @@ def _is_permutation(order: np.ndarray, n: int) -> bool:
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python number JSON can hold."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+#: ``Trainer(lr_schedule=...)`` choices.
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def _base_lr(optimizer: Any, lr_schedule: str) -> float | None:
+    """The optimizer's learning rate the schedule starts from (None for 'constant')."""
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(
+            f"Trainer: unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
+        )
+    if lr_schedule == "constant":
+        return None
+    lr = getattr(optimizer, "lr", None)
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(
+            f"Trainer: lr_schedule={lr_schedule!r} needs an optimizer with a positive learning "
+            f"rate attribute 'lr', got {lr!r}"
+        )
+    return float(lr)
 
 
 def _make_optimizer(optimizer: str | Any, optimizer_param: Mapping[str, Any] | None) -> Any:

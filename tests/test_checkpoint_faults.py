@@ -251,6 +251,7 @@ CORRUPTIONS = {
         {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("param.")}),
     "another-network-shape": lambda data, arrays: _npz_bytes({**arrays, "param.W1": np.zeros((8, 7))}),
     "another-batch-size": lambda data, arrays: _with_meta(arrays, batch_size=7),
+    "another-lr-schedule": lambda data, arrays: _with_meta(arrays, lr_schedule="cosine"),
     "another-format": lambda data, arrays: _with_meta(arrays, format=99),
 }
 
@@ -307,3 +308,15 @@ def test_valid_checkpoint_loads_in_a_fresh_trainer(valid_checkpoint, tmp_path):
     assert trainer.current_epoch == 2
     for key, value in trainer.network.params.items():
         np.testing.assert_array_equal(value, arrays[f"param.{key}"])
+
+
+def test_checkpoint_from_before_lr_schedules_loads(valid_checkpoint, tmp_path):
+    """Checkpoints written before ``lr_schedule`` existed have no such key: constant."""
+    data, arrays = valid_checkpoint
+    meta = json.loads(str(arrays["meta"]))
+    assert meta.pop("lr_schedule") == "constant"
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(_npz_bytes({**arrays, "meta": np.array(json.dumps(meta))}))
+    trainer = make_trainer(None, EPOCHS)
+    trainer.load_checkpoint(path)
+    assert trainer.current_epoch == 2

@@ -87,6 +87,16 @@ def test_book_sampling_draws_batches_with_replacement(data_dir, tmp_path, monkey
     assert seen == {"replacement": False}
 
 
+def test_cosine_lr_schedule(data_dir, tmp_path):
+    out = tmp_path / "run"
+    assert _train(data_dir, out, "--net", "two_layer", "--epochs", "2", "--lr", "0.1",
+                  "--optimizer", "sgd", "--lr-schedule", "cosine") == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["settings"]["lr_schedule"] == "cosine"
+    assert _train(data_dir, out, "--net", "two_layer", "--epochs", "3", "--lr", "0.1",
+                  "--optimizer", "sgd", "--resume") != 0  # the run was cosine: refused
+
+
 def test_evaluate_reads_the_books_pickle(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(data_dir, out, "--net", "simple", "--epochs", "1", "--dtype", "float32",

@@ -127,24 +127,69 @@ def test_huge_learning_rate_stops_with_a_clear_error(data):
         trainer.train()
 
 
-def _resumable(data, seed, checkpoint=None, epochs=3):
+class LrRecorder:
+    """An optimizer stand-in that records the learning rate of every update."""
+
+    def __init__(self, lr):
+        self.lr = lr
+        self.seen = []
+
+    def update(self, params, grads):
+        self.seen.append(self.lr)
+
+
+def _lr_run(lr_schedule, epochs=2):
+    x = np.arange(10, dtype=float)[:, None]
+    optimizer = LrRecorder(0.5)
+    trainer = Trainer(Recorder(), x, np.zeros(10), x, np.zeros(10), epochs=epochs,
+                      mini_batch_size=5, optimizer=optimizer, verbose=False,
+                      lr_schedule=lr_schedule)
+    trainer.train()
+    return trainer, optimizer.seen
+
+
+def test_cosine_schedule_falls_from_lr_to_zero():
+    trainer, seen = _lr_run("cosine", epochs=3)
+    steps = np.arange(6)
+    np.testing.assert_allclose(seen, 0.25 * (1 + np.cos(np.pi * steps / 6)), rtol=1e-15)
+    assert seen[0] == 0.5 and 0 < seen[-1] < 0.05
+    assert [trainer.learning_rate(i) for i in steps] == seen
+
+
+def test_constant_schedule_leaves_the_learning_rate_alone():
+    trainer, seen = _lr_run("constant")
+    assert seen == [0.5] * 4 and trainer.learning_rate(3) == 0.5
+
+
+def test_cosine_schedule_in_the_epoch_lines(data, capsys):
+    net = TwoLayerNet(8, 6, 3, seed=0)
+    Trainer(net, *data, epochs=2, mini_batch_size=50, optimizer="adam", verbose=True,
+            lr_schedule="cosine").train()
+    out = capsys.readouterr().out
+    assert "epoch 1/2: train loss" in out
+    assert f", lr {0.01 * (1 + np.cos(np.pi * 4 / 10)) / 2:.3g} (" in out  # step 5 of 10, lr 0.01
+
+
+def _resumable(data, seed, checkpoint=None, epochs=3, lr_schedule="constant"):
     net = MultiLayerNetExtend(8, [10, 6], 3, use_dropout=True, dropout_ration=0.2,
                               use_batchnorm=True, seed=seed)
     trainer = Trainer(net, *data, epochs=epochs, mini_batch_size=40, optimizer="Adam",
-                      optimizer_param={"lr": 0.01}, verbose=False, seed=seed, checkpoint=checkpoint)
+                      optimizer_param={"lr": 0.01}, verbose=False, seed=seed, checkpoint=checkpoint,
+                      lr_schedule=lr_schedule)
     return net, trainer
 
 
-@pytest.mark.parametrize("mid_epoch", [False, True])
-def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, data, mid_epoch):
+@pytest.mark.parametrize("mid_epoch, lr_schedule",
+                         [(False, "constant"), (True, "constant"), (True, "cosine")])
+def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, data, mid_epoch, lr_schedule):
     # Dropout (np.random), batch norm (running statistics), Adam (m, v, iter)
     # and the shuffling generator all have state that must survive the restart;
     # a checkpoint saved by hand mid-epoch also needs the epoch's sample order.
-    net_a, trainer_a = _resumable(data, seed=7)
+    net_a, trainer_a = _resumable(data, seed=7, lr_schedule=lr_schedule)
     trainer_a.train()
 
     path = tmp_path / "checkpoint.npz"
-    net_b, trainer_b = _resumable(data, seed=7, checkpoint=path)
+    net_b, trainer_b = _resumable(data, seed=7, checkpoint=path, lr_schedule=lr_schedule)
     steps = int(trainer_b.iter_per_epoch * 1.5)
     for _ in range(steps):  # "interrupted" mid-epoch 2
         trainer_b.train_step()
@@ -153,7 +198,7 @@ def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, data, mid_epoch):
         trainer_b.save_checkpoint(path)
 
     np.random.seed(999)  # a fresh process: other random state, other initial weights
-    net_c, trainer_c = _resumable(data, seed=123)
+    net_c, trainer_c = _resumable(data, seed=123, lr_schedule=lr_schedule)
     trainer_c.load_checkpoint(path)
     resumed_at = steps if mid_epoch else trainer_c.iter_per_epoch
     assert (trainer_c.current_epoch, trainer_c.current_iter) == (1, resumed_at)
@@ -192,6 +237,9 @@ def test_checkpoint_of_another_setup_is_refused(tmp_path, data):
     other = Trainer(net, *data, epochs=1, mini_batch_size=50, optimizer="Adam", verbose=False)
     with pytest.raises(ValueError, match="batch_size=40, this trainer has batch_size=50"):
         other.load_checkpoint(path)
+    _, cosine = _resumable(data, seed=1, lr_schedule="cosine")
+    with pytest.raises(ValueError, match="lr_schedule='constant', this trainer has lr_schedule='cosine'"):
+        cosine.load_checkpoint(path)
 
 
 def test_evaluate_sample_num_and_verbose_output(data, capsys):
@@ -215,3 +263,9 @@ def test_bad_arguments(data):
     with pytest.raises(ValueError, match="250 training samples but 249 labels"):
         Trainer(net, data[0], data[1][:-1], data[2], data[3])
     assert type(Trainer(net, *data, optimizer="rmsprop").optimizer).__name__ == "RMSprop"
+    with pytest.raises(ValueError, match="unknown lr_schedule 'step'; choose one of constant, cosine"):
+        Trainer(net, *data, lr_schedule="step")
+    for optimizer in (Recorder(), LrRecorder(0.0), LrRecorder(float("nan"))):
+        optimizer.update = lambda params, grads: None
+        with pytest.raises(ValueError, match="lr_schedule='cosine' needs an optimizer with a positive"):
+            Trainer(net, *data, optimizer=optimizer, lr_schedule="cosine")
