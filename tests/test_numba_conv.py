@@ -45,6 +45,17 @@ def make_conv(rng, shape, dtype):
     return x, Wt, b, dout, stride, pad
 
 
+#: ``DIRECT_MAX_TAPS`` that sends every filter to one way of multiplying.
+PRODUCTS = {"blas": 0, "loops": 10**9}
+
+
+@pytest.fixture(params=list(PRODUCTS))
+def products(request, monkeypatch):
+    """Every filter multiplied by BLAS, or every one by the numba loops."""
+    monkeypatch.setattr(fast, "DIRECT_MAX_TAPS", PRODUCTS[request.param])
+    return request.param
+
+
 def check_conv(x, Wt, b, dout, stride, pad):
     rtol = RTOL[x.dtype.type]
     out, cache = fast.conv_forward(x, Wt, b, stride, pad)
@@ -74,11 +85,11 @@ def test_im2col_col2im_match_reference(rng, shape, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
-def test_conv_forward_backward_match_reference(rng, shape, dtype):
+def test_conv_forward_backward_match_reference(rng, shape, dtype, products):
     check_conv(*make_conv(rng, shape, dtype))
 
 
-def test_conv_forward_matches_definition(rng):
+def test_conv_forward_matches_definition(rng, products):
     """out[n, f, y, x] = b[f] + sum_{c,i,j} W[f, c, i, j] * x_pad[n, c, y*s + i, x*s + j]."""
     x, Wt, b, _, stride, pad = make_conv(rng, (2, 3, 8, 7, 4, 3, 2, 2, 1), np.float64)
     FH, FW = Wt.shape[2:]
@@ -114,11 +125,16 @@ def test_col2im_is_adjoint_of_im2col(rng):
     stride=st.integers(1, 3),
     pad=st.integers(0, 2),
     seed=st.integers(0, 2**32 - 1),
+    products=st.sampled_from(list(PRODUCTS)),
 )
-def test_conv_random_shapes_match_reference(n, c, h, w, fn, fh, fw, stride, pad, seed):
+def test_conv_random_shapes_match_reference(n, c, h, w, fn, fh, fw, stride, pad, seed, products):
     assume(h + 2 * pad >= fh and w + 2 * pad >= fw)  # else no output pixel: rejected by the layer
     rng = np.random.default_rng(seed)
-    check_conv(*make_conv(rng, (n, c, h, w, fn, fh, fw, stride, pad), np.float64))
+    saved, fast.DIRECT_MAX_TAPS = fast.DIRECT_MAX_TAPS, PRODUCTS[products]
+    try:
+        check_conv(*make_conv(rng, (n, c, h, w, fn, fh, fw, stride, pad), np.float64))
+    finally:
+        fast.DIRECT_MAX_TAPS = saved
 
 
 def conv_step(x, Wt, b, dout, stride, pad):
@@ -127,7 +143,7 @@ def conv_step(x, Wt, b, dout, stride, pad):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_conv_is_deterministic_and_thread_count_independent(rng, dtype):
+def test_conv_is_deterministic_and_thread_count_independent(rng, dtype, products):
     args = make_conv(rng, (9, 16, 10, 10, 8, 3, 3, 1, 1), dtype)
     first, again = conv_step(*args), conv_step(*args)
     for a, b in zip(first, again):
@@ -145,10 +161,25 @@ def test_conv_is_deterministic_and_thread_count_independent(rng, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("samples_per_block", [1, 2, 5])
 def test_conv_in_blocks_of_samples_matches_reference(rng, monkeypatch, samples_per_block, dtype):
-    """The batch cut into blocks of 1, 2 (with a remainder of 1) and all 5 samples."""
+    """BLAS's blocks of 1, 2 (with a remainder of 1) and all 5 samples."""
+    monkeypatch.setattr(fast, "DIRECT_MAX_TAPS", 0)
     shape = (5, 3, 11, 10, 4, 7, 3, 2, 2)
     x, Wt, b, dout, stride, pad = make_conv(rng, shape, dtype)
     per_sample = x.shape[1] * Wt.shape[2] * Wt.shape[3] * dout.shape[2] * dout.shape[3]
     monkeypatch.setattr(fast, "BLOCK_BYTES", samples_per_block * per_sample * x.itemsize)
     assert fast._block_size(x.shape[0], per_sample, x.itemsize) == samples_per_block
     check_conv(x, Wt, b, dout, stride, pad)
+
+
+def test_small_filters_take_the_loops_and_large_ones_blas(rng, monkeypatch):
+    """The default choice by taps: SimpleConvNet's conv1 (25 taps) by loops,
+    DeepConvNet's 16->16 3x3 (144 taps) by BLAS."""
+    calls = []
+    monkeypatch.setattr(fast, "_forward_direct", lambda *args: calls.append("loops"))
+    monkeypatch.setattr(fast, "_add_bias_to_output", lambda *args: calls.append("blas"))
+    for shape, expected in (((1, 1, 28, 28, 30, 5, 5, 1, 0), "loops"),
+                            ((1, 16, 5, 5, 16, 3, 3, 1, 1), "blas")):
+        calls.clear()
+        x, Wt, b, _, stride, pad = make_conv(rng, shape, np.float64)
+        fast.conv_forward(x, Wt, b, stride, pad)
+        assert calls == [expected], shape

@@ -1,9 +1,10 @@
 """Convolution kernels: im2col / col2im and the convolution layer's forward and backward.
 
-The heavy arithmetic is BLAS matrix multiplication (``np.dot``, called from
-the Python wrappers, never inside a ``prange``); serial numba kernels do the
-data movement around it. Internally the patch matrix is kept
-*transposed*, ``colT (C*FH*FW, B*OH*OW)`` for ``B`` samples: each row is one
+Filters with many taps (``K = C*FH*FW`` above :data:`DIRECT_MAX_TAPS`)
+multiply by BLAS (``np.dot``, called from the Python wrappers, never inside a
+``prange``), and serial numba kernels do the data movement around it. Small
+filters multiply by numba loops instead, one sample at a time (below).
+Internally the patch matrix is kept *transposed*, ``colT (C*FH*FW, B*OH*OW)`` for ``B`` samples: each row is one
 filter tap, so the kernels copy runs of image rows, and the forward product
 ``W (FN, C*FH*FW) @ colT`` already has the filters in its rows.
 
@@ -32,6 +33,19 @@ cache is ``x`` itself: it must not be modified before the backward (the
 layer keeps it as ``Convolution.x`` anyway). Buffers are allocated once per
 call and the products write into them (``np.dot(..., out=...)``).
 
+With few taps BLAS runs far from its peak: SimpleConvNet's conv1 products
+(K = 25) ran at 8-10 GMAC/s on one core, and the gather, bias and transpose
+passes around them cost another 15 %. :func:`_forward_direct` and
+:func:`_backward_direct` take one sample at a time instead: its patches
+(``colT`` of one sample), then loops that write ``out`` and read ``dout`` in
+place (:func:`_rows_times`, two output rows per sweep and five terms per
+load; :func:`_add_row_products`, ten dot products per sweep). Forward plus
+backward, batch 100, 2 threads, median of 15 (ms, float64 / float32),
+BLAS -> loops: conv1 (1->30 5x5, K=25) 11.0 -> 8.8 / 6.2 -> 5.4; DeepConvNet
+conv1 (K=9) 5.0 -> 4.0 / 3.3 -> 2.6; 3->16 5x5 (K=75) 20.0 -> 15.0 / 10.7 ->
+9.6; DeepConvNet 16->16 3x3 (K=144) 36.8 -> 35.8 / 24.8 -> 23.6 and
+16->32 (K=144) 17.9 -> 19.6 / 11.6 -> 13.6. Hence the loops up to 75 taps.
+
 The threads split the batch (:func:`~fastzero.kernels.numba._slices.map_slices`):
 each takes a contiguous slice of samples and runs its blocks from start to
 end, kernels and single-threaded products, so the cores never pass between
@@ -53,6 +67,11 @@ from fastzero.kernels.numba._slices import map_slices
 
 #: Bytes of patch matrix per block of samples (see the module docstring).
 BLOCK_BYTES = 1 << 19
+
+#: Filters with at most this many taps (``C*FH*FW``) multiply by numba loops,
+#: not BLAS: measured faster at 9 to 75 taps, even or slower at 144 (see the
+#: module docstring).
+DIRECT_MAX_TAPS = 75
 
 
 def _out_size(size: int, filter_size: int, stride: int, pad: int) -> int:
@@ -151,6 +170,127 @@ def _gather_dout_and_bias_grad(dout, doutT, db):
         db[f] = s
 
 
+@jit
+def _rows_times(A, b, src, dst):
+    """``dst (J, P) = A (J, I) @ src (I, P) + b[:, None]`` by loops, for small ``I``.
+
+    Two rows of ``dst`` per pass and five terms per sweep over ``P``: each
+    load of ``src`` feeds two rows, and the sweep vectorises over ``P``.
+    """
+    J, I = A.shape
+    P = src.shape[1]
+    for j in range(0, J - 1, 2):
+        for p in range(P):
+            dst[j, p] = b[j]
+            dst[j + 1, p] = b[j + 1]
+        i = 0
+        while i + 4 < I:
+            a0, a1, a2, a3, a4 = A[j, i], A[j, i + 1], A[j, i + 2], A[j, i + 3], A[j, i + 4]
+            c0, c1, c2, c3, c4 = A[j + 1, i], A[j + 1, i + 1], A[j + 1, i + 2], A[j + 1, i + 3], A[j + 1, i + 4]
+            for p in range(P):
+                s0, s1, s2, s3, s4 = src[i, p], src[i + 1, p], src[i + 2, p], src[i + 3, p], src[i + 4, p]
+                dst[j, p] += a0 * s0 + a1 * s1 + a2 * s2 + a3 * s3 + a4 * s4
+                dst[j + 1, p] += c0 * s0 + c1 * s1 + c2 * s2 + c3 * s3 + c4 * s4
+            i += 5
+        for i in range(i, I):
+            a, c = A[j, i], A[j + 1, i]
+            for p in range(P):
+                dst[j, p] += a * src[i, p]
+                dst[j + 1, p] += c * src[i, p]
+    if J % 2:
+        j = J - 1
+        for p in range(P):
+            dst[j, p] = b[j]
+        for i in range(I):
+            a = A[j, i]
+            for p in range(P):
+                dst[j, p] += a * src[i, p]
+
+
+@jit
+def _add_row_products(a, c, out):
+    """``out (J, I) += a (J, P) @ c (I, P).T``: dot products of rows, two rows of ``a`` by five of ``c``."""
+    J, P = a.shape
+    I = c.shape[0]
+    zero = a.dtype.type(0)
+    for j in range(0, J - 1, 2):
+        i = 0
+        while i + 4 < I:
+            s0 = s1 = s2 = s3 = s4 = t0 = t1 = t2 = t3 = t4 = zero
+            for p in range(P):
+                u, v = a[j, p], a[j + 1, p]
+                c0, c1, c2, c3, c4 = c[i, p], c[i + 1, p], c[i + 2, p], c[i + 3, p], c[i + 4, p]
+                s0 += u * c0
+                s1 += u * c1
+                s2 += u * c2
+                s3 += u * c3
+                s4 += u * c4
+                t0 += v * c0
+                t1 += v * c1
+                t2 += v * c2
+                t3 += v * c3
+                t4 += v * c4
+            out[j, i] += s0
+            out[j, i + 1] += s1
+            out[j, i + 2] += s2
+            out[j, i + 3] += s3
+            out[j, i + 4] += s4
+            out[j + 1, i] += t0
+            out[j + 1, i + 1] += t1
+            out[j + 1, i + 2] += t2
+            out[j + 1, i + 3] += t3
+            out[j + 1, i + 4] += t4
+            i += 5
+        for i in range(i, I):
+            s = t = zero
+            for p in range(P):
+                s += a[j, p] * c[i, p]
+                t += a[j + 1, p] * c[i, p]
+            out[j, i] += s
+            out[j + 1, i] += t
+    if J % 2:
+        j = J - 1
+        for i in range(I):
+            s = zero
+            for p in range(P):
+                s += a[j, p] * c[i, p]
+            out[j, i] += s
+
+
+@jit
+def _add_row_sums(a, out):
+    """``out (J,) += a (J, P).sum(axis=1)``."""
+    for j in range(a.shape[0]):
+        s = a.dtype.type(0)
+        for p in range(a.shape[1]):
+            s += a[j, p]
+        out[j] += s
+
+
+@jit
+def _forward_direct(x, W2, b, filter_h, filter_w, stride, pad, out):
+    """``out (N, FN, P)`` of ``x (N, C, H, W)``, one sample at a time, products by :func:`_rows_times`."""
+    cols = np.empty((W2.shape[1], out.shape[2]), dtype=x.dtype)
+    for n in range(x.shape[0]):
+        _im2col_t(x[n:n + 1], filter_h, filter_w, stride, pad, cols)
+        _rows_times(W2, b, cols, out[n])
+
+
+@jit
+def _backward_direct(x, dout, W2T, filter_h, filter_w, stride, pad, dx, dW, db):
+    """``dx`` of ``x (N, C, H, W)`` given ``dout (N, FN, P)``, one sample at a time; adds
+    the samples' gradients to ``dW (FN, K)`` and ``db (FN,)`` in sample order."""
+    K, P = W2T.shape[0], dout.shape[2]
+    cols, dcols = np.empty((K, P), dtype=x.dtype), np.empty((K, P), dtype=x.dtype)
+    no_bias = np.zeros(K, dtype=x.dtype)
+    for n in range(x.shape[0]):
+        _im2col_t(x[n:n + 1], filter_h, filter_w, stride, pad, cols)
+        _add_row_products(dout[n], cols, dW)
+        _add_row_sums(dout[n], db)
+        _rows_times(W2T, no_bias, dout[n], dcols)
+        _col2im_t(dcols, filter_h, filter_w, stride, pad, dx[n:n + 1])
+
+
 def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int) -> np.ndarray:
     """Patch matrix of ``x (N, C, H, W)``: ``(N*OH*OW, C*FH*FW)``, the book's layout."""
     N, C, H, W = x.shape
@@ -204,6 +344,10 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     K, P = C * FH * FW, OH * OW
     W2 = W.reshape(FN, K)
     out = np.empty((N, FN, P), dtype=x.dtype)
+    if K <= DIRECT_MAX_TAPS:
+        W2 = np.ascontiguousarray(W2)
+        map_slices(lambda s0, s1: _forward_direct(x[s0:s1], W2, b, FH, FW, stride, pad, out[s0:s1]), N)
+        return out.reshape(N, FN, OH, OW), x
     nb = _block_size(N, K * P, x.itemsize)
 
     def forward_slice(s0: int, s1: int) -> None:
@@ -225,26 +369,34 @@ def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int)
     _, C, FH, FW = W.shape
     K, P = C * FH * FW, OH * OW
     W2T = np.ascontiguousarray(W.reshape(FN, K).T)
-    dout = dout.reshape(N, FN, P)
-    nb = _block_size(N, K * P, x.itemsize)
+    dout = np.ascontiguousarray(dout).reshape(N, FN, P)
     dx = np.empty(x.shape, dtype=x.dtype)
 
-    def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
-        """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
-        col_buf, dcol_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(K * nb * P, dtype=x.dtype)
-        dout_buf = np.empty(FN * nb * P, dtype=x.dtype)
-        dW_blk, db_blk = np.empty((FN, K), dtype=x.dtype), np.empty(FN, dtype=x.dtype)
-        dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
-        for n0 in range(s0, s1, nb):
-            n1 = min(s1, n0 + nb)
-            m = (n1 - n0) * P
-            cols, dcols, douts = _matrix(col_buf, K, m), _matrix(dcol_buf, K, m), _matrix(dout_buf, FN, m)
-            _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
-            _gather_dout_and_bias_grad(dout[n0:n1], douts, db_blk)
-            dW += np.dot(douts, cols.T, out=dW_blk)
-            db += db_blk
-            _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
-        return dW, db
+    if K <= DIRECT_MAX_TAPS:
+        def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
+            """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
+            dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
+            _backward_direct(x[s0:s1], dout[s0:s1], W2T, FH, FW, stride, pad, dx[s0:s1], dW, db)
+            return dW, db
+    else:
+        nb = _block_size(N, K * P, x.itemsize)
+
+        def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
+            """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
+            col_buf, dcol_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(K * nb * P, dtype=x.dtype)
+            dout_buf = np.empty(FN * nb * P, dtype=x.dtype)
+            dW_blk, db_blk = np.empty((FN, K), dtype=x.dtype), np.empty(FN, dtype=x.dtype)
+            dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
+            for n0 in range(s0, s1, nb):
+                n1 = min(s1, n0 + nb)
+                m = (n1 - n0) * P
+                cols, dcols, douts = _matrix(col_buf, K, m), _matrix(dcol_buf, K, m), _matrix(dout_buf, FN, m)
+                _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
+                _gather_dout_and_bias_grad(dout[n0:n1], douts, db_blk)
+                dW += np.dot(douts, cols.T, out=dW_blk)
+                db += db_blk
+                _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
+            return dW, db
 
     shares = map_slices(backward_slice, N)
     dW, db = shares[0]
