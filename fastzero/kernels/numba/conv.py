@@ -4,9 +4,10 @@ Filters with many taps (``K = C*FH*FW`` above :data:`DIRECT_MAX_TAPS`)
 multiply by BLAS (``np.dot``, called from the Python wrappers, never inside a
 ``prange``), and serial numba kernels do the data movement around it. Small
 filters multiply by numba loops instead, one sample at a time (below).
-Internally the patch matrix is kept *transposed*, ``colT (C*FH*FW, B*OH*OW)`` for ``B`` samples: each row is one
-filter tap, so the kernels copy runs of image rows, and the forward product
-``W (FN, C*FH*FW) @ colT`` already has the filters in its rows.
+Internally the patch matrix is kept *transposed*, ``colT (C*FH*FW, B*OH*OW)``
+for ``B`` samples: each row is one filter tap, so the kernels copy runs of
+image rows, and the forward product ``W (FN, C*FH*FW) @ colT`` already has
+the filters in its rows.
 
 The batch is processed in blocks of ``B`` samples whose patch matrix fits in
 :data:`BLOCK_BYTES` (about one core's L2 cache): im2col, the three products
