@@ -76,6 +76,16 @@ def test_affine(rng, dtype, n, d, m):
     compare("affine_backward", rng.standard_normal((n, m)).astype(dtype), x, W)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3, 5, 40])
+def test_affine_shares_every_row_out_once(rng, monkeypatch, threads):
+    """With any number of parts (2: dx | dW; 3 and 5: parts across both;
+    40: more parts than rows of dx) every row of dx and dW is computed once."""
+    monkeypatch.setattr(numba, "get_num_threads", lambda: threads)
+    x, W, dout = rng.standard_normal((7, 11)), rng.standard_normal((11, 3)), rng.standard_normal((7, 3))
+    compare("affine_forward", x, W, rng.standard_normal(3))
+    compare("affine_backward", dout, x, W)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", ARRAY_SHAPES)
 def test_relu(rng, dtype, shape):

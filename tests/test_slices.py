@@ -35,7 +35,6 @@ def test_slices_cut_each_range_into_one_part_per_thread(threads):
     threads(TWO)
     if TWO == 2:
         assert slices(10) == [(0, 5), (5, 10)]
-        assert slices(10, 7) == [(0, 5, 0, 3), (5, 10, 3, 7)]
     assert slices(1) == [(0, 1)]  # never more parts than items
     assert slices(0) == [(0, 0)]
 

@@ -2,7 +2,7 @@
 
 Every matrix product of the numba backend (convolution and affine) runs
 here: each of ``T`` threads takes a contiguous slice (of the batch, or of the
-rows of a gradient) and does everything for it, serial numba kernels
+work of a layer) and does everything for it, serial numba kernels
 (``nogil``) and *single-threaded* BLAS, from start to end. Two measured
 reasons, 2 cores, float64, batch 100:
 
@@ -74,25 +74,24 @@ def _end() -> None:
             _limiter = None
 
 
-def slices(*sizes: int) -> list[tuple[int, ...]]:
-    """Each of ``range(size)`` for ``size`` in ``sizes`` cut into as many parts as threads.
+def slices(size: int) -> list[tuple[int, int]]:
+    """``range(size)`` cut into as many contiguous parts as threads: ``[(start, stop), ...]``.
 
-    One tuple per thread: ``(start_0, stop_0, start_1, stop_1, ...)``, part
-    ``i`` of every range. There are the calling thread's
-    :func:`numba.get_num_threads` parts, fewer if a range is shorter.
+    There are the calling thread's :func:`numba.get_num_threads` parts,
+    fewer if the range is shorter.
     """
-    t = max(1, min(numba.get_num_threads(), *sizes))
-    return [sum(((i * n // t, (i + 1) * n // t) for n in sizes), ()) for i in range(t)]
+    t = max(1, min(numba.get_num_threads(), size))
+    return [(i * size // t, (i + 1) * size // t) for i in range(t)]
 
 
-def map_slices(work: Callable[..., Any], *sizes: int) -> list[Any]:
-    """``[work(*part) for part in slices(*sizes)]``, the parts run in parallel.
+def map_slices(work: Callable[[int, int], Any], size: int) -> list[Any]:
+    """``[work(start, stop) for start, stop in slices(size)]``, the parts run in parallel.
 
     Results come back in part order, so a caller that sums them gets the
     same bits for the same thread count. Every part has finished when this
     returns or raises (the first exception is re-raised).
     """
-    parts = slices(*sizes)
+    parts = slices(size)
     if len(parts) == 1:
         return [work(*parts[0])]
     pool = _begin()
