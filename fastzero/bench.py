@@ -304,27 +304,31 @@ def _settle(work: Callable[[], Any], seconds: float) -> None:
 
 
 def measure(
-    works: dict[str, Callable[[], Any]], repeat: int = 7, min_sample: float = 0.05
+    works: dict[str, Callable[[], Any]], repeat: int = 7, min_sample: float = 0.05,
+    backends: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Median seconds per call of each backend's prepared work.
+    """Median seconds per call of each prepared work.
 
-    Samples of the backends are interleaved, so that load from other processes
+    ``works`` maps a label to a work prepared by :func:`prepare`, and runs it
+    under the backend ``backends[label]`` (default: the label is the backend).
+    Samples of the works are interleaved, so that load from other processes
     hits them alike; each follows :data:`SETTLE` seconds of untimed calls of
-    its own backend and loops long enough to last ``min_sample`` seconds (at
+    its own work and loops long enough to last ``min_sample`` seconds (at
     least one call).
     """
+    backend_of = backends or {label: label for label in works}
     numbers = {}
-    for backend, work in works.items():
-        with use_backend(backend):
+    for label, work in works.items():
+        with use_backend(backend_of[label]):
             once = _seconds_per_call(work, 1)
-        numbers[backend] = max(1, math.ceil(min_sample / max(once, 1e-9)))
-    samples: dict[str, list[float]] = {b: [] for b in works}
+        numbers[label] = max(1, math.ceil(min_sample / max(once, 1e-9)))
+    samples: dict[str, list[float]] = {label: [] for label in works}
     for _ in range(repeat):
-        for backend, work in works.items():
-            with use_backend(backend):
+        for label, work in works.items():
+            with use_backend(backend_of[label]):
                 _settle(work, SETTLE)
-                samples[backend].append(_seconds_per_call(work, numbers[backend]))
-    return {b: statistics.median(s) for b, s in samples.items()}
+                samples[label].append(_seconds_per_call(work, numbers[label]))
+    return {label: statistics.median(s) for label, s in samples.items()}
 
 
 def compare(
@@ -471,9 +475,15 @@ def run_benchmarks(
             rows.append({"case": case.name, "dtype": dtype, REFERENCE: t[REFERENCE], FAST: t[FAST],
                          "speedup": t[REFERENCE] / t[FAST], "target": case.target})
     report: dict[str, Any] = {"meta": _meta(repeat), "cases": rows}
-    step = {r["dtype"]: r[FAST] for r in rows if r["case"] == FLOAT32_CASE}
-    if {"float32", "float64"} <= step.keys():
-        report["float32_vs_float64"] = dict(step, ratio=step["float64"] / step["float32"])
+    if FLOAT32_CASE in {c.name for c in cases} and {"float32", "float64"} <= set(dtypes):
+        # Its own interleaved samples: two medians taken minutes apart would
+        # also compare the machine's load at those two moments.
+        if progress:
+            progress(f"{FLOAT32_CASE} float32 vs float64")
+        case = CASES_BY_NAME[FLOAT32_CASE]
+        works = {dtype: prepare(case, FAST, dtype) for dtype in ("float64", "float32")}
+        t = measure(works, repeat, min_sample, backends=dict.fromkeys(works, FAST))
+        report["float32_vs_float64"] = dict(t, ratio=t["float64"] / t["float32"])
     if coldstart:
         report["cold_start"] = []
         for case in cases:

@@ -211,6 +211,25 @@ def test_bench_json(capsys):
     assert "cold_start" not in report and "float32_vs_float64" not in report
 
 
+def test_float32_vs_float64_is_measured_interleaved(monkeypatch):
+    """The float32 / float64 ratio comes from one interleaved measurement of
+    both dtypes under numba, not from two medians taken minutes apart."""
+    case = "loss.softmax_cross_entropy_100x10"
+    monkeypatch.setattr(bench, "FLOAT32_CASE", case)
+    calls = []
+    real = bench.measure
+
+    def spy(works, *args, **kwargs):
+        calls.append((list(works), kwargs.get("backends")))
+        return real(works, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "measure", spy)
+    report = bench.run_benchmarks(bench.select([case]), repeat=2, min_sample=0.001, coldstart=False)
+    assert calls[-1] == (["float64", "float32"], {"float64": "numba", "float32": "numba"})
+    f32 = report["float32_vs_float64"]
+    assert f32["ratio"] == f32["float64"] / f32["float32"] and f32["float32"] > 0
+
+
 def test_bench_rejects_bad_arguments(capsys):
     for argv in (["--cases", "no-such-case"], ["--repeat", "0"], ["--dtype", "float16"]):
         with pytest.raises(SystemExit) as exc:
