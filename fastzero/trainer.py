@@ -81,9 +81,9 @@ class Trainer:
     lr_schedule : 'constant' or 'cosine'
         'constant' (the book) leaves the optimizer's ``lr`` alone; 'cosine'
         sets it before step ``i`` (counted from 0) to
-        ``lr * (1 + cos(pi * i / max_iter)) / 2``, where ``lr`` is the
-        optimizer's at construction. Resuming with other ``epochs`` changes
-        ``max_iter`` and so the rest of the schedule.
+        ``lr * (1 + cos(pi * i / max_iter)) / 2`` (0 from ``max_iter`` on),
+        where ``lr`` is the optimizer's at construction. Resuming with other
+        ``epochs`` changes ``max_iter`` and so the rest of the schedule.
     seed : int or None
         Seeds the mini-batch order (a ``np.random.Generator``) and
         ``np.random`` (which dropout draws from).
@@ -186,7 +186,8 @@ class Trainer:
         under 'constant' the optimizer's own ``lr`` (None if it has none)."""
         if self.base_lr is None:
             return getattr(self.optimizer, "lr", None)
-        return self.base_lr * (1 + math.cos(math.pi * step / self.max_iter)) / 2
+        end = max(self.max_iter, 1)
+        return self.base_lr * (1 + math.cos(math.pi * min(step, end) / end)) / 2  # 0 past the end
 
     def _end_epoch(self) -> None:
         self.current_epoch += 1

@@ -154,6 +154,7 @@ def test_cosine_schedule_falls_from_lr_to_zero():
     np.testing.assert_allclose(seen, 0.25 * (1 + np.cos(np.pi * steps / 6)), rtol=1e-15)
     assert seen[0] == 0.5 and 0 < seen[-1] < 0.05
     assert [trainer.learning_rate(i) for i in steps] == seen
+    assert trainer.learning_rate(6) == trainer.learning_rate(100) == 0.0  # past the end
 
 
 def test_constant_schedule_leaves_the_learning_rate_alone():
