@@ -187,7 +187,8 @@ def _rows_times(A, b, src, dst):
         i = 0
         while i + 4 < I:
             a0, a1, a2, a3, a4 = A[j, i], A[j, i + 1], A[j, i + 2], A[j, i + 3], A[j, i + 4]
-            c0, c1, c2, c3, c4 = A[j + 1, i], A[j + 1, i + 1], A[j + 1, i + 2], A[j + 1, i + 3], A[j + 1, i + 4]
+            c0, c1, c2, c3, c4 = (A[j + 1, i], A[j + 1, i + 1], A[j + 1, i + 2],
+                                  A[j + 1, i + 3], A[j + 1, i + 4])
             for p in range(P):
                 s0, s1, s2, s3, s4 = src[i, p], src[i + 1, p], src[i + 2, p], src[i + 3, p], src[i + 4, p]
                 dst[j, p] += a0 * s0 + a1 * s1 + a2 * s2 + a3 * s3 + a4 * s4
