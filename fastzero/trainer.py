@@ -172,7 +172,7 @@ class Trainer:
                 f"{self.current_iter % self.iter_per_epoch + 1} of {self.iter_per_epoch}); "
                 "a smaller learning rate may help"
             )
-        if self.lr_schedule == "cosine":
+        if self.base_lr is not None:  # a schedule
             self.optimizer.lr = self.learning_rate(self.current_iter)
         self.optimizer.update(self.network.params, grads)
         self.train_loss_list.append(loss)
