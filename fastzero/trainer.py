@@ -25,15 +25,14 @@ the start), so ``train_acc_list[-1]`` belongs to the trained network.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import numpy as np
 
-from fastzero import _validate, params_io
+from fastzero import _validate, checkpoint
 from fastzero import optimizer as _optimizers
 
 __all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS", "LR_SCHEDULES"]
@@ -47,9 +46,6 @@ OPTIMIZERS: dict[str, type] = {
     "rmsprop": _optimizers.RMSprop,
     "adam": _optimizers.Adam,
 }
-
-_CHECKPOINT_FORMAT = 1
-
 
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite."""
@@ -240,282 +236,14 @@ class Trainer:
             print(f"test acc:{self.final_test_acc}")
         return self.final_test_acc
 
-    # -- checkpoints -------------------------------------------------------
-
     def save_checkpoint(self, path: str | os.PathLike) -> None:
-        """Write everything needed to continue this run to ``path`` (``.npz``), atomically."""
-        arrays: dict[str, np.ndarray] = {}
-        for name, value in self.network.params.items():
-            arrays[f"param.{name}"] = value
-        for name, value in getattr(self.network, "buffers", {}).items():
-            arrays[f"buffer.{name}"] = value
-        optimizer_scalars, optimizer_dicts = {}, []
-        for attr, value in vars(self.optimizer).items():
-            if isinstance(value, dict):
-                optimizer_dicts.append(attr)
-                for key, state in value.items():
-                    arrays[f"optim.{attr}.{key}"] = state
-            elif value is None or isinstance(value, (bool, int, float, str)):
-                optimizer_scalars[attr] = value
-        legacy = np.random.get_state()
-        arrays["np_random.keys"] = legacy[1]
-        if self._order is not None:
-            arrays["order"] = self._order
-        for name in ("train_loss_list", "train_acc_list", "test_acc_list"):
-            arrays[f"history.{name}"] = np.asarray(getattr(self, name), dtype=np.float64)
-        meta = {
-            "format": _CHECKPOINT_FORMAT,
-            "network": type(self.network).__name__,
-            "optimizer": type(self.optimizer).__name__,
-            "optimizer_scalars": optimizer_scalars,
-            "optimizer_dicts": optimizer_dicts,
-            "batch_size": self.batch_size,
-            "train_size": self.train_size,
-            "replacement": self.replacement,
-            "lr_schedule": self.lr_schedule,
-            "current_iter": self.current_iter,
-            "current_epoch": self.current_epoch,
-            "rng": self.rng.bit_generator.state,
-            "np_random": [legacy[0], *map(_plain, legacy[2:])],
-        }
-        arrays["meta"] = np.array(json.dumps(meta))
-        params_io.save_params(arrays, path)
+        """Write everything needed to continue this run to ``path`` (``.npz``), atomically
+        (see :mod:`fastzero.checkpoint`)."""
+        checkpoint.save_checkpoint(self, path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Continue the run saved in ``path``: restores the network's parameters
-        (in place), the optimizer, the random states, the history and the step counters.
-
-        The trainer must be set up as the saved one (network class and
-        parameter shapes, optimizer, batch size, training set size); ``epochs``
-        may differ, e.g. to train for longer.
-
-        The whole file is checked before anything changes: a truncated,
-        corrupt or foreign file, or one saved by another setup, raises
-        ``ValueError`` naming the file and leaves the network, the optimizer,
-        the random states, the history and the counters as they were.
-        """
-        source = os.fspath(path)
-        arrays = params_io.read_npz(path)
-        try:
-            saved = self._checked_checkpoint(arrays)
-        except ValueError as exc:
-            raise ValueError(f"{source}: {exc}") from None
-
-        params_io.assign_params(self._network_state(), saved.state, source)
-        for attr, value in saved.optimizer_scalars.items():
-            setattr(self.optimizer, attr, value)
-        for attr, value in saved.optimizer_dicts.items():
-            setattr(self.optimizer, attr, value)
-        self.rng.bit_generator.state = saved.rng
-        np.random.set_state(saved.np_random)
-        self._order = saved.order
-        for name, values in saved.history.items():
-            setattr(self, name, values)
-        self.current_iter = saved.current_iter
-        self.current_epoch = saved.current_epoch
-
-    def _network_state(self) -> dict[str, np.ndarray]:
-        """The network's parameters and buffers (batch-norm statistics), by name."""
-        return {**self.network.params, **getattr(self.network, "buffers", {})}
-
-    def _checked_checkpoint(self, arrays: dict[str, np.ndarray]) -> _SavedRun:
-        """The checkpoint's content, every part checked against this trainer; ValueError if not."""
-        meta = _checked_meta(arrays.get("meta"))
-        expected = {
-            "network": type(self.network).__name__,
-            "optimizer": type(self.optimizer).__name__,
-            "batch_size": self.batch_size,
-            "train_size": self.train_size,
-            "replacement": self.replacement,
-            "lr_schedule": self.lr_schedule,
-        }
-        meta.setdefault("lr_schedule", "constant")  # written before schedules existed
-        for key, value in expected.items():
-            if meta[key] != value:
-                raise ValueError(
-                    f"checkpoint was written with {key}={meta[key]!r}, this trainer has {key}={value!r}"
-                )
-        current_iter, current_epoch = meta["current_iter"], meta["current_epoch"]
-        for key, count in (("current_iter", current_iter), ("current_epoch", current_epoch)):
-            if type(count) is not int or count < 0:
-                raise ValueError(f"{key} must be a non-negative int, got {count!r}")
-        if current_epoch != current_iter // self.iter_per_epoch:
-            raise ValueError(
-                f"current_epoch {current_epoch} does not match current_iter {current_iter} "
-                f"at {self.iter_per_epoch} steps per epoch"
-            )
-
-        known = {"meta", "order", "np_random.keys", *(f"history.{name}" for name in _HISTORY)}
-        groups: dict[str, dict[str, np.ndarray]] = {"param": {}, "buffer": {}, "optim": {}}
-        for name, value in arrays.items():
-            group, _, key = name.partition(".")
-            if group in groups:
-                groups[group][key] = value
-            elif name not in known:
-                raise ValueError(f"unexpected entry {name!r}: not a fastzero checkpoint")
-        state = {**groups["param"], **groups["buffer"]}
-        params_io.check_params(self._network_state(), state)
-
-        order = arrays.get("order")
-        if order is not None and not _is_permutation(order, self.train_size):
-            raise ValueError(
-                f"'order' ({order.shape} {order.dtype}) is not a permutation of the "
-                f"{self.train_size} training samples"
-            )
-        if order is None and not self.replacement and current_iter % self.iter_per_epoch:
-            raise ValueError("checkpoint taken inside an epoch has no batch 'order'")
-
-        lengths = {"train_loss_list": current_iter, "train_acc_list": current_epoch,
-                   "test_acc_list": current_epoch}
-        history = {}
-        for name, length in lengths.items():
-            values = arrays.get(f"history.{name}")
-            if values is None or values.dtype.kind != "f" or values.shape != (length,):
-                got = "nothing" if values is None else f"{values.shape} {values.dtype}"
-                raise ValueError(f"'history.{name}' must hold {length} floats, got {got}")
-            history[name] = values.tolist()
-
-        return _SavedRun(
-            state=state,
-            optimizer_scalars=self._checked_optimizer_scalars(meta["optimizer_scalars"]),
-            optimizer_dicts=self._checked_optimizer_dicts(meta["optimizer_dicts"], groups["optim"]),
-            rng=_checked_generator_state(self.rng, meta["rng"]),
-            np_random=_checked_legacy_state(meta["np_random"], arrays.get("np_random.keys")),
-            order=order,
-            history=history,
-            current_iter=current_iter,
-            current_epoch=current_epoch,
-        )
-
-    def _checked_optimizer_scalars(self, scalars: Any) -> dict[str, Any]:
-        """Saved optimizer hyper-parameters and counters, each of its attribute's kind."""
-        current = vars(self.optimizer)
-        if not isinstance(scalars, dict):
-            raise ValueError(f"optimizer_scalars must be a dict, got {scalars!r}")
-        for attr, value in scalars.items():
-            if attr not in current or not _scalar_fits(current[attr], value):
-                raise ValueError(
-                    f"optimizer {type(self.optimizer).__name__} cannot take {attr}={value!r} "
-                    f"(it has {attr}={current.get(attr, 'no such attribute')!r})"
-                )
-        return scalars
-
-    def _checked_optimizer_dicts(self, names: Any,
-                                 saved: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-        """The optimizer's state dicts (``optim.<attr>.<key>`` arrays), each array
-        of the shape and dtype of the parameter ``key``."""
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)
-                and set(names) <= set(vars(self.optimizer))):
-            raise ValueError(
-                f"optimizer_dicts {names!r} are not attributes of {type(self.optimizer).__name__}"
-            )
-        dicts: dict[str, dict[str, np.ndarray]] = {attr: {} for attr in names}
-        params = self.network.params
-        for name, value in saved.items():
-            attr, _, key = name.partition(".")
-            param = params.get(key)
-            if attr not in dicts or param is None:
-                raise ValueError(f"optimizer state 'optim.{name}' is not one of this optimizer")
-            if value.shape != param.shape or value.dtype != param.dtype:
-                raise ValueError(
-                    f"optimizer state 'optim.{name}' is {value.shape} {value.dtype}, "
-                    f"params[{key!r}] is {param.shape} {param.dtype}"
-                )
-            dicts[attr][key] = value.copy()
-        return dicts
-
-
-class _SavedRun(NamedTuple):
-    """A checkpoint's content, checked, ready to be assigned to a trainer."""
-
-    state: dict[str, np.ndarray]
-    optimizer_scalars: dict[str, Any]
-    optimizer_dicts: dict[str, dict[str, np.ndarray]]
-    rng: dict
-    np_random: tuple
-    order: np.ndarray | None
-    history: dict[str, list[float]]
-    current_iter: int
-    current_epoch: int
-
-
-_HISTORY = ("train_loss_list", "train_acc_list", "test_acc_list")
-_META_KEYS = ("format", "network", "optimizer", "optimizer_scalars", "optimizer_dicts",
-              "batch_size", "train_size", "replacement", "current_iter", "current_epoch",
-              "rng", "np_random")
-
-
-def _checked_meta(value: np.ndarray | None) -> dict[str, Any]:
-    """The ``meta`` entry: a JSON object of the current format holding every key."""
-    if value is None:
-        raise ValueError("not a fastzero checkpoint (no 'meta' entry; a parameter file?)")
-    if value.shape != () or value.dtype.kind != "U":
-        raise ValueError(f"not a fastzero checkpoint ('meta' is {value.shape} {value.dtype})")
-    try:
-        meta = json.loads(str(value))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"corrupt checkpoint: 'meta' is not JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"corrupt checkpoint: 'meta' is a {type(meta).__name__}, not an object")
-    if meta.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"not a fastzero checkpoint (format {meta.get('format')!r})")
-    missing = [key for key in _META_KEYS if key not in meta]
-    if missing:
-        raise ValueError(f"corrupt checkpoint: 'meta' lacks {', '.join(missing)}")
-    return meta
-
-
-def _scalar_fits(current: Any, value: Any) -> bool:
-    """Whether a saved optimizer scalar may replace ``current``: numbers stay finite
-    numbers, ints stay ints (non-negative counters stay non-negative), others keep their type."""
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    if current is None:
-        return True
-    if number(current):
-        if not (number(value) and math.isfinite(value)):
-            return False
-        return not isinstance(current, int) or (isinstance(value, int) and (current < 0 or value >= 0))
-    return type(value) is type(current)
-
-
-def _checked_generator_state(rng: np.random.Generator, state: Any) -> dict:
-    """``state`` if a bit generator like ``rng``'s accepts it (tried on a scratch one)."""
-    try:
-        type(rng.bit_generator)(0).state = state
-    except (TypeError, ValueError, KeyError, OverflowError) as exc:
-        raise ValueError(f"invalid random generator state 'rng' ({exc!r})") from None
-    return state
-
-
-def _checked_legacy_state(saved: Any, keys: np.ndarray | None) -> tuple:
-    """The ``np.random`` (MT19937) state tuple from ``meta['np_random']`` and its keys.
-
-    ``pos`` is range-checked here: numpy accepts any value and would then
-    read the key array out of bounds.
-    """
-    if keys is None or keys.dtype != np.uint32 or keys.shape != (624,):
-        got = "nothing" if keys is None else f"{keys.shape} {keys.dtype}"
-        raise ValueError(f"'np_random.keys' must be 624 uint32 MT19937 keys, got {got}")
-    if not (isinstance(saved, list) and len(saved) == 4):
-        raise ValueError(f"invalid np.random state {saved!r}")
-    kind, pos, has_gauss, cached = saved
-    if (kind != "MT19937" or type(pos) is not int or not 0 <= pos <= 624
-            or has_gauss not in (0, 1) or isinstance(has_gauss, bool)
-            or not isinstance(cached, (int, float))):
-        raise ValueError(f"invalid np.random state {saved!r}")
-    return kind, keys, pos, has_gauss, float(cached)
-
-
-def _is_permutation(order: np.ndarray, n: int) -> bool:
-    return (order.dtype.kind in "iu" and order.shape == (n,)
-            and np.array_equal(np.sort(order), np.arange(n)))
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python number JSON can hold."""
-    return value.item() if isinstance(value, np.generic) else value
+        """Continue the run saved in ``path`` (see :func:`fastzero.checkpoint.load_checkpoint`)."""
+        checkpoint.load_checkpoint(self, path)
 
 
 #: ``Trainer(lr_schedule=...)`` choices.
