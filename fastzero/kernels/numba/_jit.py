@@ -93,7 +93,9 @@ class _GuardedCache:
 
 
 def _guard(dispatcher):
-    if fcntl is not None and not isinstance(dispatcher._cache, _GuardedCache):
+    # With NUMBA_DISABLE_JIT=1 numba hands back the plain Python function: nothing to guard.
+    cache = getattr(dispatcher, "_cache", None)
+    if fcntl is not None and cache is not None and not isinstance(cache, _GuardedCache):
         dispatcher._cache = _GuardedCache(dispatcher._cache)
     return dispatcher
 
