@@ -3,11 +3,18 @@
 Backends are modules under :mod:`fastzero.kernels` exporting the functions
 listed in :data:`fastzero.kernels.KERNELS`, with the same signatures. They are
 imported lazily, on first use, so that ``import fastzero`` stays cheap.
+
+The process has one default backend (:func:`set_backend`); a
+:func:`use_backend` block overrides it for the current context only (a
+:class:`contextvars.ContextVar`): the calling thread, or the asyncio task,
+until the block ends. Other threads keep seeing the default, so two threads'
+overlapping blocks never change each other's backend.
 """
 from __future__ import annotations
 
 import importlib
 from contextlib import contextmanager
+from contextvars import ContextVar
 from types import ModuleType
 from typing import Iterator
 
@@ -18,7 +25,8 @@ BACKENDS: dict[str, str] = {
 }
 DEFAULT_BACKEND = "numba"
 
-_active: str = DEFAULT_BACKEND
+_default: str = DEFAULT_BACKEND
+_override: ContextVar[str | None] = ContextVar("fastzero_backend", default=None)
 _modules: dict[str, ModuleType] = {}
 
 
@@ -36,31 +44,35 @@ def _check_name(name: str) -> str:
 
 
 def set_backend(name: str) -> None:
-    """Make ``name`` ("numpy" or "numba") the backend every layer uses."""
-    global _active
-    _active = _check_name(name)
+    """Make ``name`` ("numpy" or "numba") the process's default backend.
+
+    Inside a :func:`use_backend` block it also replaces that block's backend
+    (until the block ends), so the call takes effect where it is made.
+    """
+    global _default
+    _default = _check_name(name)
+    if _override.get() is not None:
+        _override.set(name)
 
 
 def get_backend() -> str:
-    """Name of the active backend."""
-    return _active
+    """Name of the backend active in this context (thread or task)."""
+    return _override.get() or _default
 
 
 @contextmanager
 def use_backend(name: str) -> Iterator[ModuleType]:
-    """Run a block with another backend active; restores the previous one."""
-    global _active
-    previous = _active
-    _active = _check_name(name)
+    """Run a block with another backend active in this context; restores the previous one."""
+    token = _override.set(_check_name(name))
     try:
         yield kernels()
     finally:
-        _active = previous
+        _override.reset(token)
 
 
 def kernels(name: str | None = None) -> ModuleType:
     """The kernel module of backend ``name`` (default: the active one)."""
-    name = _active if name is None else _check_name(name)
+    name = (_override.get() or _default) if name is None else _check_name(name)
     module = _modules.get(name)
     if module is None:
         module = _modules[name] = importlib.import_module(BACKENDS[name])

@@ -46,3 +46,59 @@ def test_both_backends_export_kernel_with_same_signature(name):
     ref = getattr(_backend.kernels("numpy"), name)
     fast = getattr(_backend.kernels("numba"), name)
     assert inspect.signature(ref) == inspect.signature(fast), name
+
+
+def test_use_backend_blocks_of_two_threads_overlapping_do_not_leak():
+    """A block changes the backend of its own thread only, and ends where it started."""
+    import threading
+
+    default = fastzero.get_backend()
+    entered = threading.Barrier(2)
+    first_left = threading.Event()
+    seen = {}
+
+    def first():
+        with fastzero.use_backend("numpy"):
+            entered.wait(5)
+            seen["first inside"] = fastzero.get_backend()
+        first_left.set()
+        seen["first after"] = fastzero.get_backend()
+
+    def second():
+        entered.wait(5)
+        with fastzero.use_backend("numba"):
+            first_left.wait(5)  # the first block ends while this one is open
+            seen["second inside"] = fastzero.get_backend()
+        seen["second after"] = fastzero.get_backend()
+        seen["second kernels"] = _backend.kernels()
+
+    workers = [threading.Thread(target=first), threading.Thread(target=second)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(10)
+    assert seen == {
+        "first inside": "numpy", "first after": default,
+        "second inside": "numba", "second after": default,
+        "second kernels": _backend.kernels(default),
+    }
+    assert fastzero.get_backend() == default
+
+
+def test_set_backend_sets_the_default_that_other_threads_see():
+    import threading
+
+    previous = fastzero.get_backend()
+    seen = []
+    try:
+        fastzero.set_backend("numpy")
+        t = threading.Thread(target=lambda: seen.append(fastzero.get_backend()))
+        t.start()
+        t.join()
+        with fastzero.use_backend("numba"):
+            fastzero.set_backend("numpy")  # takes effect in the block too
+            seen.append(fastzero.get_backend())
+        seen.append(fastzero.get_backend())
+    finally:
+        fastzero.set_backend(previous)
+    assert seen == ["numpy", "numpy", "numpy"]
