@@ -13,6 +13,12 @@ of one kernel at once can pair an index entry with the other's machine code
 exclusive ``flock`` on a per-function lock file, and a cache entry that cannot
 be read (truncated, corrupted, foreign) is a cache miss: the kernel is
 recompiled and the entry rewritten, with a warning, never a crash.
+
+Where numba can write no cache at all (a read-only install, with
+``NUMBA_CACHE_DIR`` and the home directory unwritable too) the kernels are
+compiled without a cache, in every process, after one :class:`CacheWarning`.
+An unwritable ``NUMBA_CACHE_DIR`` alone is reported too (one warning naming
+the directory numba uses instead), never silently replaced.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import warnings
 from typing import Any, Iterator
 
 import numba
+from numba.core.caching import Cache, UserProvidedCacheLocator
 
 try:  # POSIX only; elsewhere the cache runs unguarded, as numba ships it.
     import fcntl
@@ -92,19 +99,60 @@ class _GuardedCache:
             )
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, CacheWarning, stacklevel=4)
+
+
 def _guard(dispatcher):
-    # With NUMBA_DISABLE_JIT=1 numba hands back the plain Python function: nothing to guard.
+    # With NUMBA_DISABLE_JIT=1 numba hands back the plain Python function, and
+    # without a cache directory the dispatcher has a NullCache: nothing to guard.
     cache = getattr(dispatcher, "_cache", None)
-    if fcntl is not None and cache is not None and not isinstance(cache, _GuardedCache):
-        dispatcher._cache = _GuardedCache(dispatcher._cache)
+    if fcntl is not None and isinstance(cache, Cache):
+        dispatcher._cache = _GuardedCache(cache)
     return dispatcher
+
+
+def _check_cache_dir(dispatcher) -> None:
+    """Warn (once) when numba passed over an unwritable ``NUMBA_CACHE_DIR``."""
+    cache = getattr(dispatcher, "_cache", None)
+    wanted = numba.config.CACHE_DIR
+    if wanted and isinstance(cache, Cache) and not isinstance(
+        cache._impl.locator, UserProvidedCacheLocator
+    ):
+        _warn_once(
+            "cache dir",
+            f"fastzero: NUMBA_CACHE_DIR={wanted!r} is not writable; numba caches the "
+            f"kernels in {cache.cache_path} instead",
+        )
+
+
+def _compile(func, **options):
+    try:
+        dispatcher = numba.njit(**_OPTIONS, **options)(func)
+    except RuntimeError as exc:
+        if "no locator available" not in str(exc):
+            raise
+        _warn_once(
+            "no cache",
+            "fastzero: numba has no writable cache directory (NUMBA_CACHE_DIR, the "
+            "package's __pycache__, the user's cache directory); the kernels are compiled "
+            "without a cache, in every process",
+        )
+        dispatcher = numba.njit(**{**_OPTIONS, "cache": False}, **options)(func)
+    _check_cache_dir(dispatcher)
+    return _guard(dispatcher)
 
 
 def jit(func):
     """``@jit``: a serial, cached, no-python kernel."""
-    return _guard(numba.njit(**_OPTIONS)(func))
+    return _compile(func)
 
 
 def pjit(func):
     """``@pjit``: a ``parallel=True`` cached kernel; its ``prange`` loops run on numba's threads."""
-    return _guard(numba.njit(parallel=True, **_OPTIONS)(func))
+    return _compile(func, parallel=True)
