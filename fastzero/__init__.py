@@ -6,10 +6,13 @@ The book's public API lives in :mod:`fastzero.layers`, :mod:`fastzero.functions`
 backends: ``"numba"`` (parallel JIT kernels, the default) or ``"numpy"`` (the
 book's algorithms, the reference).
 
-Importing fastzero sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is already set.
-numba's OpenMP workers otherwise spin after every parallel region (pooling,
-activations, optimizers) and take the cores from the matrix products that
-follow. Measured on 2 cores, float64, batch 100, at commit 6a8f9b2, when a
+Importing fastzero makes TBB numba's threading layer where the ``tbb``
+package is installed (thread-safe and fork-safe, see
+:mod:`fastzero.kernels._threading_layer`). For numba on OpenMP (no TBB, or
+``NUMBA_THREADING_LAYER=omp``) it sets ``OMP_WAIT_POLICY=PASSIVE`` unless it
+is already set: numba's OpenMP workers otherwise spin after every parallel
+region (pooling, activations, optimizers) and take the cores from the matrix
+products that follow. Measured on 2 cores, float64, batch 100, at commit 6a8f9b2, when a
 convolution still alternated parallel regions and BLAS calls hundreds of
 times per step: numba / NumPy reference speed-up with and without,
 SimpleConvNet training step 4.15x vs 0.21x, conv1 2.35x vs 0.09x. The
@@ -22,6 +25,10 @@ kernel before fastzero was imported.
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from fastzero.kernels._threading_layer import load_tbb  # noqa: E402  (before numba's threads)
+
+load_tbb()
 
 from fastzero._backend import (
     available_backends,

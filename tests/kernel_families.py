@@ -3,8 +3,8 @@
 ``run(family, scale)`` builds seeded inputs and returns a float64 vector of
 everything the family computed, so that two runs can be compared. At
 ``scale=1`` every kernel gets enough work to run as a parallel region on
-numba's threads (or, for the products, on the slice threads with a real BLAS
-call: the convolution has 75 taps); smaller scales keep interpreted runs
+numba's threads (or, for the products, on the slice threads: one
+convolution has 100 taps and goes through BLAS, the other 9 and does not); smaller scales keep interpreted runs
 (``NUMBA_DISABLE_JIT=1``) short. Used by the fork and no-JIT tests, in child
 processes: ``python kernel_families.py FAMILY[,FAMILY...] SCALE`` prints the
 checksums, or with a third argument saves the vectors to that ``.npz``.
@@ -43,10 +43,12 @@ def run(family: str, scale: float = 1.0) -> np.ndarray:
         return rng.standard_normal(shape)
 
     if family == "conv":
-        layer = Convolution(randn(8, 3, 5, 5) * 0.1, randn(8), pad=1)
-        out = layer.forward(randn(n, 3, 16, 16))
-        dx = layer.backward(randn(*out.shape))
-        return _flat(out, dx, layer.dW, layer.db)
+        out = []
+        for c, f in ((4, 5), (1, 3)):
+            layer = Convolution(randn(8, c, f, f) * 0.1, randn(8), pad=1)
+            y = layer.forward(randn(n, c, 16, 16))
+            out += [y, layer.backward(randn(*y.shape)), layer.dW, layer.db]
+        return _flat(*out)
     if family == "pool":
         layer = Pooling(2, 2, stride=2)
         out = layer.forward(randn(n, 8, 16, 16))
@@ -83,7 +85,7 @@ def run(family: str, scale: float = 1.0) -> np.ndarray:
         return _flat(*out)
     if family == "dense":
         layer = Affine(randn(256, 128) * 0.1, randn(128))
-        out = layer.forward(randn(n * 2, 256))
+        out = layer.forward(randn(n * 8, 256))
         dx = layer.backward(randn(*out.shape))
         return _flat(out, dx, layer.dW, layer.db)
     raise ValueError(f"unknown kernel family {family!r}")

@@ -1,5 +1,6 @@
 """fastzero.set_num_threads: one knob for numba's threads and the BLAS threads."""
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -99,3 +100,18 @@ def test_import_makes_idle_openmp_workers_sleep_unless_the_user_chose():
 
     assert policy(env) == "PASSIVE"
     assert policy({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and platform.machine() == "x86_64"),
+                    reason="fastzero depends on PyPI's tbb on Linux x86-64 only")
+def test_numba_runs_on_tbb_even_when_numba_starts_its_threads_first():
+    """TBB (thread- and fork-safe) is numba's layer once fastzero is imported, unless chosen."""
+    code = "import fastzero, numba; numba.get_num_threads(); print(numba.threading_layer())"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+
+    def layer(env):
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert layer(env) == "tbb"
+    assert layer({**env, "NUMBA_THREADING_LAYER": "omp"}) == "omp"  # the user's choice stands
