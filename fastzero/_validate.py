@@ -43,6 +43,10 @@ def as_float_array(x: Any, where: str, what: str = "input", dtype: Any = None) -
     ``dtype`` forces the result's dtype (a layer's weight dtype); otherwise it
     follows :func:`compute_dtype`. No copy is made when ``x`` already fits.
     """
+    if type(x) is np.ndarray and (x.dtype in FLOAT_DTYPES if dtype is None else x.dtype == dtype):
+        flags = x.flags
+        if flags.c_contiguous and flags.writeable:  # already fits: the common, cheap case
+            return x
     arr = np.asarray(x)
     target = compute_dtype(arr.dtype, where, what)
     if dtype is not None:
@@ -138,9 +142,11 @@ def labels(t: Any, n: int, k: int, where: str, one_hot_ndim: int = 2) -> np.ndar
         if t.dtype.kind not in "biuf":
             raise TypeError(f"{where}: one-hot targets must be numeric, got dtype {t.dtype}")
         rows = t.reshape(-1, k)
-        if not (np.all((rows == 0) | (rows == 1)) and np.all(rows.sum(axis=1) == 1)):
+        labels = rows.argmax(axis=1)
+        # One nonzero per row (n in all, one of them at each argmax) and it is a 1.
+        if np.count_nonzero(rows) != len(rows) or not np.all(rows[np.arange(len(rows)), labels] == 1):
             raise ValueError(f"{where}: one-hot targets must hold a single 1 per row, zeros elsewhere")
-        return np.ascontiguousarray(rows.argmax(axis=1), dtype=np.int64)
+        return labels.astype(np.int64, copy=False)
     if t.shape not in label_shapes:
         expected = " or ".join(str(s) for s in (*label_shapes, one_hot_shape))
         raise ValueError(

@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_info
 import fastzero
 from fastzero._threads import max_threads
 from fastzero.kernels.numba import conv_forward
-from fastzero.kernels.numba._slices import map_slices, slices
+from fastzero.kernels.numba._slices import INLINE_OPS, map_slices, slices
 
 TWO = min(2, max_threads())
 
@@ -37,6 +37,18 @@ def test_slices_cut_each_range_into_one_part_per_thread(threads):
         assert slices(10) == [(0, 5), (5, 10)]
     assert slices(1) == [(0, 1)]  # never more parts than items
     assert slices(0) == [(0, 0)]
+    assert slices(10, INLINE_OPS - 1) == [(0, 10)]  # too little work to share
+
+
+def test_small_calls_run_inline_on_the_calling_thread(threads):
+    threads(TWO)
+    seen = []
+
+    def work(lo, hi):
+        seen.append((lo, hi, threading.get_ident()))
+
+    map_slices(work, 10, INLINE_OPS - 1)
+    assert seen == [(0, 10, threading.get_ident())]
 
 
 def test_map_slices_returns_results_in_part_order_from_parallel_threads(threads):
@@ -49,7 +61,7 @@ def test_map_slices_returns_results_in_part_order_from_parallel_threads(threads)
         return lo, hi
 
     start = time.perf_counter()
-    assert map_slices(work, 9) == slices(9)
+    assert map_slices(work, 9, INLINE_OPS) == slices(9, INLINE_OPS)
     assert len(set(seen)) == TWO
     if TWO == 2:
         assert time.perf_counter() - start < 0.09
@@ -66,7 +78,7 @@ def test_blas_is_single_threaded_inside_and_restored_after_even_on_error(threads
             raise ValueError("part 0 failed")
 
     with pytest.raises(ValueError, match="part 0 failed"):
-        map_slices(work, 4)
+        map_slices(work, 4, INLINE_OPS)
     if TWO == 2:
         assert all(n == [1] * len(before) for n in inside)
     assert blas_threads() == before
@@ -83,13 +95,14 @@ def test_an_error_is_raised_only_after_every_part_finished(threads):
         finished.append(lo)
 
     with pytest.raises(RuntimeError, match="first part"):
-        map_slices(work, 2)
+        map_slices(work, 2, INLINE_OPS)
     assert finished == ([1] if TWO == 2 else [])
 
 
 def _conv_inputs():
     rng = np.random.default_rng(0)
-    return rng.standard_normal((6, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    # 16 * 16 * 15 * 15 outputs of 72 taps each: enough work for the threads.
+    return rng.standard_normal((16, 8, 15, 15)), rng.standard_normal((16, 8, 3, 3)), rng.standard_normal(16)
 
 
 def test_concurrent_callers_get_right_results_and_leave_blas_as_it_was(threads):

@@ -305,7 +305,7 @@ def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int) -
         _im2col_t(x[n0:n1], filter_h, filter_w, stride, pad, colT)
         col[n0 * P:n1 * P] = colT.T
 
-    map_slices(fill, N)
+    map_slices(fill, N, col.size)
     return col
 
 
@@ -321,7 +321,7 @@ def col2im(
         colT = np.ascontiguousarray(col[n0 * P:n1 * P].T)
         _col2im_t(colT, filter_h, filter_w, stride, pad, dx[n0:n1])
 
-    map_slices(fill, N)
+    map_slices(fill, N, col.size)
     return dx
 
 
@@ -348,7 +348,8 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     out = np.empty((N, FN, P), dtype=x.dtype)
     if K <= DIRECT_MAX_TAPS:
         W2 = np.ascontiguousarray(W2)
-        map_slices(lambda s0, s1: _forward_direct(x[s0:s1], W2, b, FH, FW, stride, pad, out[s0:s1]), N)
+        map_slices(lambda s0, s1: _forward_direct(x[s0:s1], W2, b, FH, FW, stride, pad, out[s0:s1]),
+                   N, out.size * K)
         return out.reshape(N, FN, OH, OW), x
     nb = _block_size(N, K * P, x.itemsize)
 
@@ -360,7 +361,7 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
             _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
             _add_bias_to_output(np.dot(W2, cols, out=prod), b, out[n0:n1])
 
-    map_slices(forward_slice, N)
+    map_slices(forward_slice, N, out.size * K)
     return out.reshape(N, FN, OH, OW), x
 
 
@@ -400,7 +401,7 @@ def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int)
                 _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
             return dW, db
 
-    shares = map_slices(backward_slice, N)
+    shares = map_slices(backward_slice, N, 2 * dout.size * K)
     dW, db = shares[0]
     for dW_share, db_share in shares[1:]:  # in slice order: the same bits for the same thread count
         dW += dW_share

@@ -11,7 +11,11 @@ split in halves ran 15-25 % slower on one core than whole. Forward plus
 backward, 4320x100, batch 100, 2 threads, median of 15 interleaved runs
 (ms, float64 / float32): rows of both products on each thread 7.79 / 3.70,
 whole products 7.19 / 3.48, the reference (2-thread BLAS) 7.11 / 3.31.
-numba fuses what is left: the bias add and the bias gradient. ``np.dot``
+numba fuses what is left: the bias add and the bias gradient. A call of
+fewer than :data:`~fastzero.kernels.numba._slices.INLINE_OPS` multiply-adds
+(a book-size network on a few samples) is NumPy alone, on the calling
+thread: a numba call and a hand-off to the slice threads cost more than its
+work. ``np.dot``
 reads the transposed operands ``W.T`` and ``x.T`` as Fortran-ordered views
 through BLAS's transpose flags, without copies.
 """
@@ -22,7 +26,7 @@ from numba import prange
 
 from fastzero.kernels.numba._jit import jit, pjit
 from fastzero.kernels.numba._parallel import n_spans, span
-from fastzero.kernels.numba._slices import map_slices
+from fastzero.kernels.numba._slices import INLINE_OPS, map_slices
 
 
 @jit
@@ -76,12 +80,16 @@ def affine_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     -------
     out : (N, M) array
     """
+    if x.size * W.shape[1] < INLINE_OPS:
+        out = np.dot(x, W)
+        out += b
+        return out
     out = np.empty((x.shape[0], W.shape[1]), dtype=np.result_type(x, W))
 
     def rows(lo: int, hi: int) -> None:
         _add_row_vector_body(np.dot(x[lo:hi], W, out=out[lo:hi]), b)
 
-    map_slices(rows, x.shape[0])
+    map_slices(rows, x.shape[0], x.size * W.shape[1])
     return out
 
 
@@ -101,6 +109,8 @@ def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
     db : (M,) array, column sums of ``dout``
     """
     dtype = np.result_type(dout, W)
+    if 2 * dout.size * x.shape[1] < INLINE_OPS:
+        return np.dot(dout, W.T), np.dot(x.T, dout), np.add.reduce(dout, axis=0)
     dx, dW = np.empty((dout.shape[0], W.shape[0]), dtype=dtype), np.empty(W.shape, dtype=dtype)
     (n, d), units = dx.shape, dx.size  # each product is n*d units: d per row of dx, n per row of dW
     if units == 0:  # no samples (dW = 0) or no inputs: nothing to share out
@@ -115,5 +125,5 @@ def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
         if a < b:
             np.dot(x[:, a:b].T, dout, out=dW[a:b])
 
-    map_slices(work, 2 * units)
+    map_slices(work, 2 * units, 2 * units * dout.shape[1])
     return dx, dW, column_sums(dout)
