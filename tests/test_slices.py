@@ -150,3 +150,81 @@ def test_a_forked_child_starts_with_a_fresh_pool(threads):
             child.kill()
     assert child.exitcode == 0
     np.testing.assert_array_equal(result, expected)
+
+
+def _blas_products(monkeypatch, call):
+    """Run ``call()`` with ``np.dot`` interposed; per product: (thread, BLAS threads inside)."""
+    seen = []
+    dot = np.dot
+
+    def spy(a, b, out=None):
+        seen.append((threading.get_ident(), tuple(blas_threads()), a.shape, b.shape))
+        return dot(a, b, out=out)
+
+    monkeypatch.setattr(np, "dot", spy)
+    call()
+    monkeypatch.setattr(np, "dot", dot)
+    return seen
+
+
+def _check_products(seen, where):
+    assert seen, f"{where}: no BLAS product ran"
+    assert all(set(inside) == {1} for _, inside, _, _ in seen), f"{where}: {seen}"
+    if TWO == 2:
+        assert len({thread for thread, _, _, _ in seen}) == 2, f"{where}: not on two threads"
+
+
+def test_convolution_products_run_on_the_slice_threads_with_single_threaded_blas(
+        threads, monkeypatch):
+    """A 100-tap convolution (BLAS path, above the direct loops' 75) forward and backward."""
+    threads(TWO)
+    assert blas_threads() == [TWO] * len(blas_threads())  # the knob set BLAS to TWO outside
+    rng = np.random.default_rng(0)
+    x, W, b = rng.standard_normal((16, 4, 16, 16)), rng.standard_normal((8, 4, 5, 5)), np.zeros(8)
+    from fastzero.kernels.numba import conv_backward
+
+    out = []
+    _check_products(_blas_products(monkeypatch, lambda: out.append(conv_forward(x, W, b, 1, 0))),
+                    "conv forward")
+    dout = rng.standard_normal(out[0][0].shape)
+    _check_products(_blas_products(monkeypatch, lambda: conv_backward(dout, out[0][1], W, 1, 0)),
+                    "conv backward")
+    assert blas_threads() == [TWO] * len(blas_threads())
+
+
+def test_both_affine_products_run_on_the_slice_threads_with_single_threaded_blas(
+        threads, monkeypatch):
+    threads(TWO)
+    from fastzero.kernels.numba import affine_backward, affine_forward
+
+    rng = np.random.default_rng(0)
+    x, W, b = rng.standard_normal((64, 256)), rng.standard_normal((256, 128)), np.zeros(128)
+    _check_products(_blas_products(monkeypatch, lambda: affine_forward(x, W, b)), "affine forward")
+    dout = rng.standard_normal((64, 128))
+    seen = _blas_products(monkeypatch, lambda: affine_backward(dout, x, W))
+    _check_products(seen, "affine backward")
+    # both products: dx = dout @ W.T (rows of 256) and dW = x.T @ dout (rows of 128)
+    assert {b_shape[1] for _, _, _, b_shape in seen} == {256, 128}, seen
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_book_size_networks_on_a_few_samples_never_hand_work_to_other_threads(
+        threads, monkeypatch, batch):
+    """The small-call path: TwoLayerNet(784, 50, 10) on 1 or 3 samples stays on the calling thread."""
+    from fastzero.kernels.numba import _slices
+    from fastzero.nets import TwoLayerNet
+
+    threads(TWO)
+    handed = []
+    pool = _slices._worker_pool
+    monkeypatch.setattr(_slices, "_worker_pool", lambda: handed.append(1) or pool())
+    net = TwoLayerNet(784, 50, 10, seed=0)
+    rng = np.random.default_rng(0)
+    x, t = rng.random((batch, 784)), rng.integers(0, 10, batch)
+    with fastzero.use_backend("numba"):
+        net.loss(x, t)
+        net.gradient(x, t)
+        assert handed == []
+        if TWO == 2:  # and a batch of 100 does use the threads
+            net.gradient(rng.random((100, 784)), rng.integers(0, 10, 100))
+            assert handed
