@@ -11,11 +11,26 @@ import pytest
 
 KERNEL_MODULE = textwrap.dedent(
     """
+    import os
     import sys
+    import time
     import warnings
     import numpy as np
     from numba import prange
+    from numba.core import caching
     from fastzero.kernels.numba._jit import pjit
+
+    if os.environ.get("SLOW_INDEX_READ"):
+        # Widen the window between reading the cache index and rewriting it, so that
+        # processes saving at about the same time overlap in it unless a lock orders them.
+        load_index = caching.IndexDataCacheFile._load_index
+
+        def slow_load_index(self):
+            overloads = load_index(self)
+            time.sleep(float(os.environ["SLOW_INDEX_READ"]))
+            return overloads
+
+        caching.IndexDataCacheFile._load_index = slow_load_index
 
     @pjit
     def scaled_sum(x, a):
@@ -32,13 +47,15 @@ KERNEL_MODULE = textwrap.dedent(
                 got = scaled_sum(x, x.dtype.type(3))
                 assert got.dtype == x.dtype, got.dtype
                 assert np.array_equal(got, x * 3 + np.arange(7)), got
+        stats = scaled_sum.stats
+        print("CACHE", sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
         print("WARNINGS", len([w for w in caught if "numba cache" in str(w.message)]))
     """
 )
 
 
-def _run(script, cache_dir, dtypes, **kwargs):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+def _run(script, cache_dir, dtypes, env=(), **kwargs):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), **dict(env))
     return subprocess.Popen(
         [sys.executable, str(script), dtypes],
         env=env,
@@ -63,17 +80,32 @@ def kernel_script(tmp_path):
     return script
 
 
-def test_two_processes_compile_different_signatures_at_once(kernel_script, tmp_path):
+def _cache_stats(proc, timeout=240):
+    """(hits, misses) of the kernel in a finished child; it must have run without warnings."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    assert int(out.split("WARNINGS")[-1]) == 0, out
+    hits, misses = out.split("CACHE")[-1].split()[:2]
+    return int(hits), int(misses)
+
+
+def test_processes_compiling_different_signatures_at_once_keep_every_cache_entry(
+        kernel_script, tmp_path):
+    """What the lock protects: the index rewrites of processes saving at once are ordered.
+
+    Each process compiles its own signature and saves it while the others do;
+    reading the index is slowed down so that their read-modify-write cycles
+    overlap. Unordered, the last writer's index drops the others' entries (or
+    pairs them with another signature's data file). A fourth process must then
+    load every signature from the cache, compiling none, with the right numbers.
+    """
     cache = tmp_path / "cache"
-    procs = [
-        _run(kernel_script, cache, "float64,float32"),
-        _run(kernel_script, cache, "float32,float64"),
-    ]
+    dtypes = ["float64", "float32", "int64"]
+    procs = [_run(kernel_script, cache, d, env={"SLOW_INDEX_READ": "2"}) for d in dtypes]
     for proc in procs:
-        _finish(proc)
-    assert len(glob.glob(str(cache / "**" / "*.nbc"), recursive=True)) == 2
-    # A third process loads both signatures from the cache and gets the right numbers.
-    assert _finish(_run(kernel_script, cache, "float64,float32")) == 0
+        assert _cache_stats(proc) == (0, 1)
+    assert len(glob.glob(str(cache / "**" / "*.nbc"), recursive=True)) == len(dtypes)
+    assert _cache_stats(_run(kernel_script, cache, ",".join(dtypes))) == (len(dtypes), 0)
 
 
 def test_corrupt_cache_is_recompiled_with_a_warning(kernel_script, tmp_path):
