@@ -156,9 +156,17 @@ def test_info(data_dir, capsys):
     assert rows["numpy"].strip() == np.__version__
     assert rows["backend"].startswith(fastzero.get_backend())
     assert str(data_dir) in out
-    lines = {line.split()[0]: line.split()[-1] for line in out.splitlines() if ".gz" in line}
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines() if ".gz" in line}
     assert lines["t10k-images-idx3-ubyte.gz"] == "missing"
-    assert lines["train-images-idx3-ubyte.gz"] == "present"
+    assert lines["train-images-idx3-ubyte.gz"] == "verified (train-images-idx3-ubyte.gz)"
+
+
+def test_info_says_a_truncated_file_is_refused(data_dir, capsys):
+    path = data_dir / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-20])
+    assert cli.main(["info", "--data-dir", str(data_dir)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "train-labels" in x)
+    assert "refused: truncated or corrupt gzip file" in line
 
 
 def test_bench_is_dispatched(monkeypatch):
