@@ -81,7 +81,17 @@ class AddLayer:
 
 class _Layer:
     """Plumbing shared by the kernel-backed layers: the backend that ran the
-    last forward, and the check of ``backward``'s ``dout`` against that forward."""
+    last forward, the check of ``backward``'s ``dout`` against that forward,
+    and the layer protocol of :mod:`fastzero.blocks` (parameters, gradients
+    and state by name, ``takes_train_flg``) read from the attributes named in
+    ``param_names`` and ``state_names``."""
+
+    #: Attributes holding learnable parameters; ``backward`` sets ``d<name>`` for each.
+    param_names: tuple[str, ...] = ()
+    #: Attributes holding state that training forwards update and files must keep.
+    state_names: tuple[str, ...] = ()
+    #: Whether ``forward`` takes ``train_flg`` (training vs. inference mode).
+    takes_train_flg: bool = False
 
     _k = None  # kernel module of the forward that backward must match
     _out_shape: tuple[int, ...] = ()
@@ -91,6 +101,18 @@ class _Layer:
     @property
     def _name(self) -> str:
         return type(self).__name__
+
+    def named_params(self) -> dict[str, np.ndarray]:
+        """The learnable parameters by name (the very arrays the layer holds)."""
+        return {name: getattr(self, name) for name in self.param_names}
+
+    def named_grads(self) -> dict[str, np.ndarray | None]:
+        """The gradients of the last ``backward``, keyed like :meth:`named_params`."""
+        return {name: getattr(self, "d" + name) for name in self.param_names}
+
+    def named_state(self) -> dict[str, np.ndarray]:
+        """Non-learned state by name (the very arrays, updated in place)."""
+        return {name: getattr(self, name) for name in self.state_names}
 
     def _forwarded(self, k: Any, out_shape: tuple[int, ...], dtype: np.dtype) -> None:
         self._k, self._out_shape, self._dtype = k, tuple(out_shape), dtype
@@ -161,6 +183,8 @@ class Affine(_Layer):
     flattened per sample; ``backward`` returns ``dx`` in the original shape
     and sets ``dW`` (D, M) and ``db`` (M,).
     """
+
+    param_names = ("W", "b")
 
     def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
         self.W = W
@@ -248,6 +272,7 @@ class Dropout(_Layer):
     """
 
     _needs = "forward(x, train_flg=True)"
+    takes_train_flg = True
 
     def __init__(self, dropout_ratio: float = 0.5) -> None:
         self.dropout_ratio = v.real(dropout_ratio, "Dropout", "dropout_ratio", 0.0, 1.0, True)
@@ -291,6 +316,9 @@ class BatchNormalization(_Layer):
 
     eps = 10e-7
     _needs = "forward(x, train_flg=True)"
+    param_names = ("gamma", "beta")
+    state_names = ("running_mean", "running_var")
+    takes_train_flg = True
 
     def __init__(self, gamma: np.ndarray, beta: np.ndarray, momentum: float = 0.9,
                  running_mean: np.ndarray | None = None,
@@ -330,6 +358,11 @@ class BatchNormalization(_Layer):
                 f"BatchNormalization: {name} must be writeable and C-contiguous (it is updated in place)"
             )
         return arr
+
+    def named_state(self) -> dict[str, np.ndarray]:
+        """``running_mean`` and ``running_var``, created as the first forward would if None."""
+        gamma, _ = self._params()
+        return {name: self._running(name, gamma.size, gamma.dtype) for name in self.state_names}
 
     def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
         gamma, beta = self._params()
@@ -384,6 +417,8 @@ class Convolution(_Layer):
     ``OH = (H + 2*pad - FH) // stride + 1`` (likewise OW); ``backward`` sets
     ``dW`` and ``db``.
     """
+
+    param_names = ("W", "b")
 
     def __init__(self, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0) -> None:
         self.W = W
