@@ -81,6 +81,14 @@ class Network:
     def _zeros(self, *shape: int) -> np.ndarray:
         return np.zeros(shape, dtype=self.dtype)
 
+    def _add_layer(self, key: str, layer: Any) -> Any:
+        """Append ``layer`` (a layer or a block) to ``layers`` (an ``OrderedDict``)
+        under ``key``, and its parameters to ``params`` as ``<key>.<name>``; returns it."""
+        self.layers[key] = layer
+        for local, array in blocks.params_of(layer).items():
+            self.params[f"{key}.{local}"] = array
+        return layer
+
     def _bind_params(self) -> None:
         """Record which layer holds each parameter, under which of its names (by identity).
 
