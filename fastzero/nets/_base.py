@@ -96,17 +96,18 @@ class Network:
         ``<layer>.<state>``; every parameter and buffer must be held by a layer.
         """
         by_id = {id(array): name for name, array in self.params.items()}
-        self._bindings: dict[str, tuple[Any, str]] = {}
+        #: (layer, [(its name for a parameter, the network's name)]) for every layer holding some.
+        self._holders: list[tuple[Any, list[tuple[str, str]]]] = []
         for layer in self._layer_list():
-            for local, array in blocks.params_of(layer).items():
-                name = by_id.get(id(array))
-                if name is not None:
-                    self._bindings[name] = (layer, local)
-        unbound = set(self.params) - set(self._bindings)
+            held = [(local, by_id[id(array)]) for local, array in blocks.params_of(layer).items()
+                    if id(array) in by_id]
+            if held:
+                self._holders.append((layer, held))
+        bound = {name: local for _, held in self._holders for local, name in held}
+        unbound = set(self.params) - set(bound)
         assert not unbound, f"parameters not held by any layer: {sorted(unbound)}"
         #: Parameters under weight decay: the weights ``W`` of affine and convolution layers.
-        self._decayed = [name for name, (_, local) in self._bindings.items()
-                         if local.rpartition(".")[2] == "W"]
+        self._decayed = [name for name, local in bound.items() if local.rpartition(".")[2] == "W"]
 
         held = {id(array) for array in self.buffers.values()}
         for key, layer in blocks.named_layers(self.layers):
@@ -120,7 +121,7 @@ class Network:
         assert not loose, f"buffers not held by any layer: {sorted(loose)}"
 
     def _layer_list(self) -> list[Any]:
-        return [layer for _, layer in blocks.named_layers(self.layers)]
+        return list(self.layers.values()) if isinstance(self.layers, dict) else list(self.layers)
 
     def predict(self, x: np.ndarray, train_flg: bool = False) -> np.ndarray:
         """Scores (N, output_size) before the softmax.
@@ -192,14 +193,13 @@ class Network:
         """
         self.last_loss = self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
-        layers = self._layer_list()
-        for layer in reversed(layers):
+        for layer in reversed(self._layer_list()):
             dout = layer.backward(dout)
-        layer_grads = {id(layer): blocks.grads_of(layer) for layer in layers}
-        grads = {}
-        for name in self.params:
-            layer, local = self._bindings[name]
-            grads[name] = layer_grads[id(layer)][local]
+        grads = dict.fromkeys(self.params)
+        for layer, held in self._holders:
+            layer_grads = blocks.grads_of(layer)
+            for local, name in held:
+                grads[name] = layer_grads[local]
         if self.weight_decay_lambda:
             for name in self._decayed:
                 grads[name] = grads[name] + self.weight_decay_lambda * self.params[name]
