@@ -7,7 +7,7 @@ import pytest
 
 from fastzero import blocks
 from fastzero.blocks import Block
-from fastzero.layers import Affine, BatchNormalization, Convolution, Relu
+from fastzero.layers import Affine, BatchNormalization, Convolution, Relu, ResidualBlock
 from fastzero.nets._base import Network
 from fastzero.trainer import Trainer
 from gradcheck import numeric_grad
@@ -175,3 +175,104 @@ def test_book_layer_objects_answer_through_their_attributes():
     layer.running_mean = [0.0, 0.0, 0.0]
     with pytest.raises(TypeError, match="BookBatchNorm.running_mean is a list"):
         blocks.state_of(layer)
+
+
+def _block_gradcheck(block, x, seed=0):
+    """Relative errors of the block's backward (input and every parameter) against
+    central differences of ``sum(forward(x) * dout)`` in training mode."""
+    dout = np.random.default_rng(seed).standard_normal(block.forward(x, True).shape)
+
+    def loss():
+        return float(np.sum(block.forward(x, True) * dout))
+
+    dx = block.backward(dout)
+    grads = {"x": (dx, x), **{name: (block.named_grads()[name].copy(), param)
+                             for name, param in block.named_params().items()}}
+    errors = {}
+    for name, (analytic, array) in grads.items():
+        numeric = numeric_grad(loss, array)
+        scale = max(np.linalg.norm(analytic) + np.linalg.norm(numeric), 1e-4)
+        errors[name] = float(np.linalg.norm(analytic - numeric) / scale)
+    return errors
+
+
+@pytest.mark.parametrize("cin, cout, stride", [(2, 2, 1), (2, 3, 2), (3, 2, 1)])
+def test_residual_block_gradients(backend, cin, cout, stride):
+    block = ResidualBlock(cin, cout, stride, seed=1)
+    rng = np.random.default_rng(2)
+    for param in block.named_params().values():  # off the initial ones/zeros
+        param += rng.normal(0, 0.2, param.shape)
+    x = rng.standard_normal((3, cin, 5, 4))
+    out = block.forward(x)
+    assert out.shape == (3, cout, (5 - 1) // stride + 1, (4 - 1) // stride + 1)
+    errors = _block_gradcheck(block, x)
+    assert max(errors.values()) < 1e-6, errors
+    projection = ["shortcut_conv.W", "shortcut_bn.gamma", "shortcut_bn.beta"]
+    assert list(block.named_params()) == [
+        "conv1.W", "bn1.gamma", "bn1.beta", "conv2.W", "bn2.gamma", "bn2.beta",
+        *(projection if (cin, stride) != (cout, 1) else [])]
+
+
+def test_residual_block_computes_torchvisions_basic_block(backend):
+    # conv3x3 - per-channel batch norm - relu - conv3x3 - batch norm, plus the
+    # 1x1-projected input, then relu, written out with im2col-free numpy.
+    block = ResidualBlock(2, 3, 2, seed=3)
+    rng = np.random.default_rng(4)
+    for param in block.named_params().values():
+        param += rng.normal(0, 0.2, param.shape)
+    x = rng.standard_normal((4, 2, 6, 5))
+    layers = block.children
+
+    def conv(img, W, stride, pad):
+        img = np.pad(img, [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+        fn, _, fh, fw = W.shape
+        oh, ow = (img.shape[2] - fh) // stride + 1, (img.shape[3] - fw) // stride + 1
+        out = np.zeros((img.shape[0], fn, oh, ow))
+        for i in range(fh):
+            for j in range(fw):
+                window = img[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
+                out += np.einsum("nchw,fc->nfhw", window, W[:, :, i, j])
+        return out
+
+    def norm(h, bn):
+        mean = h.mean(axis=(0, 2, 3), keepdims=True)
+        var = h.var(axis=(0, 2, 3), keepdims=True)
+        scale = (h - mean) / np.sqrt(var + bn.eps)
+        return bn.gamma[None, :, None, None] * scale + bn.beta[None, :, None, None]
+
+    h = np.maximum(norm(conv(x, layers["conv1"].W, 2, 1), layers["bn1"]), 0)
+    h = norm(conv(h, layers["conv2"].W, 1, 1), layers["bn2"])
+    shortcut = norm(conv(x, layers["shortcut_conv"].W, 2, 0), layers["shortcut_bn"])
+    np.testing.assert_allclose(block.forward(x), np.maximum(h + shortcut, 0), rtol=1e-10,
+                               atol=1e-12)
+    mean = conv(x, layers["conv1"].W, 2, 1).mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(layers["bn1"].running_mean, 0.1 * mean, rtol=1e-10)
+
+
+def test_residual_blocks_in_a_network_train_and_reload(backend, tmp_path):
+    class TinyResNet(Network):
+        def __init__(self, seed, dtype=np.float64):
+            super().__init__(dtype)
+            self.input_dim = SHAPE
+            self.layers = OrderedDict()
+            self._add_layer("block1", ResidualBlock(2, 2, dtype=dtype, seed=seed))
+            self._add_layer("block2", ResidualBlock(2, 4, 2, dtype=dtype, seed=seed + 1))
+            rng = np.random.default_rng(seed)
+            self._add_layer("affine", Affine(rng.normal(0, 0.3, (16, CLASSES)).astype(dtype),
+                                             np.zeros(CLASSES, dtype)))
+            self._bind_params()
+
+    net = TinyResNet(seed=0)
+    assert len(net.params) == 6 + 9 + 2 and len(net.buffers) == 4 + 6
+    assert "block2.shortcut_bn.running_var" in net.buffers
+    x, t = _data(n=8)
+    trainer = Trainer(net, x, t, x, t, epochs=1, mini_batch_size=8, optimizer="Adam",
+                      verbose=False, seed=0)
+    trainer.train_step()
+    net.save_params(tmp_path / "resnet.npz")
+    loaded = TinyResNet(seed=5)
+    loaded.load_params(tmp_path / "resnet.npz")
+    np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
+    net32 = TinyResNet(seed=0, dtype=np.float32)
+    assert net32.predict(x).dtype == np.float32
+    assert all(p.dtype == np.float32 for p in net32.gradient(x, t).values())
