@@ -10,6 +10,7 @@ from fastzero import blocks
 from fastzero.layers import Affine, BatchNormalization, Relu, SoftmaxWithLoss
 from fastzero.nets import MultiLayerNetExtend
 from fastzero.trainer import Trainer, TrainingDiverged
+from test_trainer import _blobs
 
 
 class BookStyleNetExtend:
@@ -69,16 +70,9 @@ NETS = {
 }
 
 
-def _data(n, seed, dim=8, classes=3):
-    centres = np.random.default_rng(0).standard_normal((classes, dim)) * 1.5
-    rng = np.random.default_rng(seed)
-    t = rng.integers(0, classes, n)
-    return centres[t] + rng.standard_normal((n, dim)), t
-
-
 @pytest.fixture
 def data():
-    (x, t), (xt, tt) = _data(120, 1), _data(60, 2)
+    (x, t), (xt, tt) = _blobs(120, 1), _blobs(60, 2)
     return x, t, xt, tt
 
 
