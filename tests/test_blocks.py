@@ -7,7 +7,8 @@ import pytest
 
 from fastzero import blocks
 from fastzero.blocks import Block
-from fastzero.layers import Affine, BatchNormalization, Convolution, Relu, ResidualBlock
+from fastzero.layers import (Affine, BatchNormalization, Convolution, Relu, ResidualBlock,
+                             SpatialBatchNormalization)
 from fastzero.nets._base import Network
 from fastzero.trainer import Trainer
 from gradcheck import numeric_grad
@@ -276,3 +277,19 @@ def test_residual_blocks_in_a_network_train_and_reload(backend, tmp_path):
     net32 = TinyResNet(seed=0, dtype=np.float32)
     assert net32.predict(x).dtype == np.float32
     assert all(p.dtype == np.float32 for p in net32.gradient(x, t).values())
+
+
+def test_spatial_batch_norm_checks_its_input(backend):
+    norm = SpatialBatchNormalization(np.ones(3), np.zeros(3))
+    with pytest.raises(ValueError, match=r"SpatialBatchNormalization: expected input with 3 "
+                                         r"channels \(N, 3, H, W\), got shape \(2, 4, 5, 5\)"):
+        norm.forward(np.ones((2, 4, 5, 5)))
+    with pytest.raises(ValueError, match=r"SpatialBatchNormalization: expected input of shape"):
+        norm.forward(np.ones((2, 3)))
+    with pytest.raises(RuntimeError, match="SpatialBatchNormalization: backward"):
+        norm.backward(np.ones((2, 3, 5, 5)))
+    out = norm.forward(np.random.default_rng(0).standard_normal((2, 3, 4, 5)))
+    with pytest.raises(ValueError, match=r"expected dout \(the forward output's shape\) "
+                                         r"of shape \(2, 3, 4, 5\)"):
+        norm.backward(np.ones((2, 3, 5, 4)))
+    assert norm.backward(np.ones_like(out)).shape == out.shape
