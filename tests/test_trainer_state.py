@@ -121,3 +121,15 @@ def test_resumed_run_keeps_the_running_statistics(backend, tmp_path, data, kind)
     np.testing.assert_array_equal(resumed.predict(data[2]), uninterrupted.predict(data[2]))
     assert trainer_c.test_acc_list == trainer_a.test_acc_list
     assert trainer_c.final_test_acc == trainer_a.final_test_acc
+
+
+def test_state_that_cannot_be_captured_is_refused_before_a_step(data):
+    net = BookStyleNetExtend(8, [10, 6], 3, seed=0)
+    net.layers["BatchNorm1"].running_mean = [0.0] * 10  # not an array: cannot be restored
+    before = {name: value.copy() for name, value in net.params.items()}
+    trainer = _trainer(net, data)
+    with pytest.raises(TypeError, match="BatchNormalization: running_mean must be a float64 ndarray"):
+        trainer.train_step()
+    assert trainer.current_iter == 0
+    for name, value in net.params.items():
+        np.testing.assert_array_equal(value, before[name])
