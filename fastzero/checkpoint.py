@@ -2,7 +2,8 @@
 needs to continue a run bit for bit, in one ``.npz`` written atomically.
 
 Entries: ``param.<name>`` and ``buffer.<name>`` (the network's parameters and
-batch-norm statistics), ``optim.<attr>.<key>`` (the optimizer's state dicts),
+the state of its layers, :func:`fastzero.blocks.network_buffers`: batch-norm
+statistics, also those of the book's own networks), ``optim.<attr>.<key>`` (the optimizer's state dicts),
 ``order`` (the epoch's batch order), ``np_random.keys``, ``history.<list>``,
 and ``meta``, a JSON object with the run's counters, settings and random states.
 Reading checks the whole file against the trainer before anything changes.
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastzero import params_io
+from fastzero import blocks, params_io
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
@@ -28,7 +29,7 @@ def save_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
     arrays: dict[str, np.ndarray] = {}
     for name, value in trainer.network.params.items():
         arrays[f"param.{name}"] = value
-    for name, value in getattr(trainer.network, "buffers", {}).items():
+    for name, value in blocks.network_buffers(trainer.network).items():
         arrays[f"buffer.{name}"] = value
     optimizer_scalars, optimizer_dicts = {}, []
     for attr, value in vars(trainer.optimizer).items():
@@ -96,8 +97,8 @@ def load_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
     trainer.current_epoch = saved.current_epoch
 
 def _network_state(network: Any) -> dict[str, np.ndarray]:
-    """The network's parameters and buffers (batch-norm statistics), by name."""
-    return {**network.params, **getattr(network, "buffers", {})}
+    """The network's parameters and buffers (its layers' state), by name."""
+    return {**network.params, **blocks.network_buffers(network)}
 
 def _checked_checkpoint(trainer: Any, arrays: dict[str, np.ndarray]) -> _SavedRun:
     """The checkpoint's content, every part checked against this trainer; ValueError if not."""
