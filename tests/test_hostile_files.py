@@ -15,6 +15,11 @@
 * Random mutations of valid files, loaded in a child process with a capped
   address space: the child never crashes (``FASTZERO_FUZZ_CASES`` per file,
   default 60; try 2000).
+* Pickles that call the globals an array pickle names in other ways than
+  numpy does (an object array over attacker bytes handed to ``OrderedDict``,
+  random combinations of every admitted global with object dtypes, buffers
+  and bogus ``__setstate__`` tuples), read in a child process: refused with a
+  ValueError naming the file, never a crash (``FASTZERO_FUZZ_CASES`` x 5).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -164,9 +170,11 @@ def test_params_io_refuses_code_running_pickles_naming_the_global(tmp_path, mark
     for name, data in payloads(marker, template).items():
         path = tmp_path / f"{name}.pkl"
         path.write_bytes(data)
-        with pytest.raises((pickle.UnpicklingError, ValueError)) as info:
+        with pytest.raises(ValueError, match=re.escape(f"{path}: ")) as info:
             params_io.read_params(path)
-        if isinstance(info.value, params_io.UnsafePickleError):
+        if name == "in-object-array":  # refused at its dtype, before the payload's global is read
+            assert "refusing non-numeric dtype 'O8'" in str(info.value)
+        elif isinstance(info.value, params_io.UnsafePickleError):
             assert "refusing to load the global" in str(info.value)
         else:  # protocols 0/1 and npz members: refused before any unpickling
             assert name.startswith(("protocol-", "npz-")), (name, info.value)
@@ -248,6 +256,56 @@ def test_cli_reports_refused_files_as_a_one_line_error(tmp_path, mnist_dir, caps
     assert err.startswith(f"fastzero {argv[0]}: error: {path}: ") and reason in err, err
     assert err.count("\n") == 1, err
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ pickles that misuse numpy
+
+# OrderedDict(numpy.ndarray((1,), numpy.dtype('O'), b'AAAAAAAA')): an object array
+# whose element pointer is attacker bytes, dereferenced when OrderedDict iterates it.
+OBJECT_ARRAY_OVER_BYTES = (
+    b"\x80\x02ccollections\nOrderedDict\ncnumpy\nndarray\nK\x01\x85"
+    b"cnumpy\ndtype\nX\x01\x00\x00\x00O\x85RC\x08AAAAAAAA\x87R\x85R."
+)
+
+
+def _child(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("reader", ["read_params", "load_params", "fastzero evaluate"])
+def test_object_array_over_attacker_bytes_is_refused_without_a_crash(tmp_path, reader):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(OBJECT_ARRAY_OVER_BYTES)
+    call = {
+        "read_params": "from fastzero import params_io; params_io.read_params(path)",
+        "load_params": "from fastzero.nets import TwoLayerNet; TwoLayerNet(6, 5, 3).load_params(path)",
+        "fastzero evaluate": (
+            "from fastzero import cli; from fastzero.datasets import mnist; "
+            "from idx_fixtures import make_arrays, write_mnist; "
+            "from pathlib import Path; mnist.SHA256 = write_mnist(Path(data), make_arrays(n_train=20, n_test=10, size=28)); "
+            "raise SystemExit(cli.main(['evaluate', path, '--net', 'two_layer', '--backend', "
+            "'numpy', '--data-dir', data]))"),
+    }[reader]
+    proc = _child(f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
+                  f"path, data = {str(path)!r}, {str(tmp_path / 'mnist')!r}\n"
+                  f"try:\n    {call}\nexcept ValueError as exc:\n    print('ValueError:', exc)\n")
+    assert proc.returncode in (0, 1), f"child died with {proc.returncode}: {proc.stderr[-2000:]}"
+    said = proc.stdout + proc.stderr
+    assert f"{path}: " in said and "Traceback" not in said, said
+
+
+def test_crafted_pickles_from_the_admitted_globals_never_crash_the_reader(tmp_path):
+    cases = 5 * int(os.environ.get("FASTZERO_FUZZ_CASES", "60"))
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", str(TESTS / "hostile_fuzz.py"), "pickles", str(tmp_path),
+         str(cases), "20240611"],
+        capture_output=True, text=True, timeout=60 + cases,
+    )
+    assert proc.returncode == 0, f"fuzz child died with {proc.returncode}:\n{proc.stderr[-3000:]}"
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\ncrafted pickles: {cases} cases: {report}")
+    assert report["bad"] == [], report
+    assert report.get("refused", 0) > cases // 2, report
 
 
 # ------------------------------------------------------------------ hostile npz archives

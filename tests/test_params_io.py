@@ -7,7 +7,7 @@ import pytest
 
 import fastzero
 from fastzero import params_io
-from fastzero.nets import DeepConvNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
+from fastzero.nets import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
 
 
 @pytest.fixture(autouse=True)
@@ -49,14 +49,70 @@ def test_batchnorm_statistics_travel_with_the_parameters(tmp_path):
     np.testing.assert_array_equal(target.predict(x), source.predict(x))
 
 
+def _net(name: str, seed: int, dtype=np.float64):
+    """Every network, small where the constructor allows."""
+    if name == "TwoLayerNet":
+        return TwoLayerNet(6, 5, 3, seed=seed, dtype=dtype)
+    if name == "MultiLayerNet":
+        return MultiLayerNet(6, [5, 4], 3, seed=seed, dtype=dtype)
+    if name == "MultiLayerNetExtend":
+        return MultiLayerNetExtend(6, [5], 3, use_batchnorm=True, seed=seed, dtype=dtype)
+    if name == "SimpleConvNet":
+        return _small_conv(seed=seed, dtype=dtype)
+    return DeepConvNet(seed=seed, dtype=dtype)
+
+
+NETS = ["TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "DeepConvNet"]
+
+
 def test_file_name_is_kept_and_no_temporary_file_remains(tmp_path):
     net = TwoLayerNet(4, 3, 2, seed=0)
-    net.save_params(tmp_path / "params.pkl")  # the book's default name, npz content
-    assert os.listdir(tmp_path) == ["params.pkl"]
-    assert (tmp_path / "params.pkl").read_bytes()[:4] == b"PK\x03\x04"
+    net.save_params(tmp_path / "weights")  # no extension: npz content under exactly that name
+    assert os.listdir(tmp_path) == ["weights"]
+    assert (tmp_path / "weights").read_bytes()[:4] == b"PK\x03\x04"
     other = TwoLayerNet(4, 3, 2, seed=1)
-    other.load_params(tmp_path / "params.pkl")
+    other.load_params(tmp_path / "weights")
     np.testing.assert_array_equal(other.params["W2"], net.params["W2"])
+
+
+@pytest.mark.parametrize("net_name", NETS)
+@pytest.mark.parametrize("file_name", ["params.pkl", "deep_convnet_params.PKL", "params.pickle"])
+def test_pkl_name_writes_the_plain_pickle_the_books_load_params_reads(tmp_path, net_name, file_name):
+    dtype = np.float32 if net_name == "SimpleConvNet" else np.float64
+    net = _net(net_name, seed=0, dtype=dtype)
+    if net_name == "MultiLayerNetExtend":  # non-trivial batch-norm statistics
+        net.gradient(np.random.default_rng(0).standard_normal((8, 6)), np.arange(8) % 3)
+    path = tmp_path / file_name
+    net.save_params(path)
+    assert os.listdir(tmp_path) == [file_name]
+    with open(path, "rb") as f:  # the book's load_params
+        book = pickle.load(f)
+    assert type(book) is dict and list(book) == list(net.state())
+    for key, value in net.state().items():
+        assert type(book[key]) is np.ndarray and book[key].dtype == dtype, key
+        np.testing.assert_array_equal(book[key], value, err_msg=key)
+    other = _net(net_name, seed=1, dtype=dtype)
+    other.load_params(path)  # fastzero's restricted loader
+    for key, value in net.state().items():
+        np.testing.assert_array_equal(other.state()[key], value, err_msg=key)
+    assert set(params_io.read_params(path)) == set(net.state())
+
+
+@pytest.mark.parametrize("net_name", NETS)
+def test_npz_name_writes_an_npz_archive(tmp_path, net_name):
+    net = _net(net_name, seed=0)
+    net.save_params(tmp_path / "params.npz")
+    with np.load(tmp_path / "params.npz", allow_pickle=False) as npz:
+        assert sorted(npz.files) == sorted(net.state())
+        for key, value in net.state().items():
+            np.testing.assert_array_equal(npz[key], value)
+
+
+def test_pkl_of_non_numeric_arrays_is_refused_and_nothing_is_written(tmp_path):
+    path = tmp_path / "params.pkl"
+    with pytest.raises(ValueError, match=f"{path}: parameter 'names' has non-numeric dtype"):
+        params_io.save_params({"W1": np.ones(2), "names": np.array(["a", "b"])}, path)
+    assert os.listdir(tmp_path) == []
 
 
 def test_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
