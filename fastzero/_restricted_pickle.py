@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import reprlib
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -66,7 +67,7 @@ class _Dtype:
             raise _refuse(f"the dtype state {_short(state)}")
         base = np.dtype(self.code)
         order = state[1]
-        if not (order == "|" if base.itemsize == 1 else order in ("<", ">")) or type(order) is not str:
+        if type(order) is not str or order not in (("|",) if base.itemsize == 1 else ("<", ">")):
             raise _refuse(f"byte order {_short(order)} for dtype {self.code!r}")
         self.dtype = base if order == "|" else base.newbyteorder(order)
 
@@ -129,8 +130,7 @@ def _build_frombuffer(buf: object, dtype: object, shape: object, order: object,
     if axes is None and order in ("C", "F"):
         return _Array(_array_from_bytes(buf, dtype, shape, order))
     if not (_same(order, "K") and type(axes) is tuple and type(shape) is tuple
-            and sorted(axes) == list(range(len(shape)))
-            and all(type(a) is int for a in axes)):
+            and all(type(a) is int for a in axes) and sorted(axes) == list(range(len(shape)))):
         raise _refuse(f"_frombuffer order {_short(order)} with axes {_short(axes)}")
     return _Array(_array_from_bytes(buf, dtype, shape, "C", axes))
 
@@ -190,9 +190,13 @@ class _Dispatch(dict):
         raise _refuse(f"the pickle opcode {bytes([code])!r}")
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 40, 40
+
+
 def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A bounded repr of something a file built (any size, any depth)."""
+    return _REPR.repr(value)
 
 
 class RestrictedUnpickler(pickle._Unpickler):
@@ -236,7 +240,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise _refuse(f"a call of {_short(func)}")
         try:
             self.stack[-1] = func.builder(*args)
-        except TypeError:  # wrong number of arguments
+        except TypeError:  # the builders check every argument: this is their number
             raise _refuse(f"{func.name} called with {len(args)} arguments") from None
 
     def load_build(self) -> None:

@@ -505,6 +505,31 @@ def test_the_bomb_is_a_valid_archive_of_two_gibibytes():
     assert total == 128 + 8 * 2**28
 
 
+def _pickle_claiming(shape_op: bytes = b"K\x01", data_op: bytes = b"C\x08") -> bytes:
+    """The protocol-3 pickle of ``{'W1': np.zeros(1)}`` with its shape (1,) and its 8-byte
+    data opcode replaced."""
+    data = pickle.dumps({"W1": np.zeros(1)}, protocol=3)
+    shape, raw = b"(K\x01K\x01\x85", b"\x89C\x08" + bytes(8)
+    assert data.count(shape) == 1 and data.count(raw) == 1
+    return data.replace(shape, b"(K\x01" + shape_op + b"\x85").replace(raw, b"\x89" + data_op + bytes(8))
+
+
+@pytest.mark.parametrize("lie", ["shape of 2**30 numbers", "bytes8 of 2**40 bytes"])
+def test_pickle_with_lying_sizes_is_refused_without_using_the_memory(tmp_path, lie):
+    """Protocol fields the C unpickler would allocate before reading, and a BUILD shape
+    beyond the data, over 8 bytes of data."""
+    path = tmp_path / "lie.pkl"
+    if lie == "shape of 2**30 numbers":
+        path.write_bytes(_pickle_claiming(shape_op=b"J" + struct.pack("<i", 2**30)))
+    else:
+        path.write_bytes(_pickle_claiming(data_op=pickle.BINBYTES8 + struct.pack("<Q", 2**40)))
+    net = TwoLayerNet(6, 5, 3, seed=0)
+    readers = _readers(net, _trainer(net))
+    for name in ("read_params", "read_params(like=...)", "load_params"):
+        _refused_with_little_memory(readers[name], path)
+    assert pickle.loads(_pickle_claiming())["W1"].shape == (1,)  # the template is valid
+
+
 def _checkpoint_with_meta(tmp_path, edit) -> Path:
     """A valid checkpoint whose 'meta' JSON text is replaced by ``edit(meta_dict)``."""
     trainer = _trainer()
