@@ -530,6 +530,17 @@ def test_pickle_with_lying_sizes_is_refused_without_using_the_memory(tmp_path, l
     assert pickle.loads(_pickle_claiming())["W1"].shape == (1,)  # the template is valid
 
 
+def test_pickle_far_larger_than_the_network_is_refused_before_it_is_read(tmp_path):
+    """A 64 MiB pickle offered to a network of 48 numbers: refused from its size alone."""
+    path = tmp_path / "big.pkl"
+    path.write_bytes(pickle.dumps({"W1": np.zeros(8 << 20)}, protocol=4))
+    net = TwoLayerNet(6, 5, 3, seed=0)
+    readers = _readers(net, _trainer(net))
+    for name in ("read_params(like=...)", "load_params"):
+        message = _refused_with_little_memory(readers[name], path)
+        assert "more than a pickle of the network's parameters can take" in message, message
+
+
 def _checkpoint_with_meta(tmp_path, edit) -> Path:
     """A valid checkpoint whose 'meta' JSON text is replaced by ``edit(meta_dict)``."""
     trainer = _trainer()
