@@ -1,6 +1,9 @@
 """Parameter files: npz round trips, atomic writes, the book's pickles, refused pickles."""
 import os
 import pickle
+import warnings
+from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,6 +171,53 @@ def test_reads_numpy1_pickles(tmp_path):
     loaded = params_io.read_params(tmp_path / "old.pkl")
     for key in params:
         np.testing.assert_array_equal(loaded[key], params[key])
+
+
+def _array_zoo() -> dict[str, np.ndarray]:
+    """Arrays of every numeric kind and layout a parameter pickle may hold."""
+    rng = np.random.default_rng(0)
+    return {"W1": rng.standard_normal((3, 2)), "b1": np.zeros(2),
+            "W2": rng.standard_normal((2, 2)).astype(np.float32),
+            "b2": np.asfortranarray(rng.standard_normal((2, 3))), "c": np.arange(3, dtype=np.int64),
+            "u": np.ones(2, np.uint8), "h": np.ones(2, np.float16), "e": np.zeros((0, 2)),
+            "s": np.array(1.5), "be": np.arange(3, dtype=">f8"), "bo": np.array([True, False]),
+            "t": np.arange(24.0).reshape(2, 3, 4).transpose(1, 0, 2), "v": np.arange(10.0)[::3]}
+
+
+def _same_arrays(loaded: dict, expected: dict) -> None:
+    assert list(loaded) == list(expected)
+    for key, value in expected.items():
+        assert loaded[key].shape == value.shape and loaded[key].dtype == value.dtype, key
+        assert loaded[key].flags.writeable, key
+        np.testing.assert_array_equal(loaded[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("container", [dict, OrderedDict])
+def test_reads_every_array_pickle_this_numpy_writes(tmp_path, protocol, container):
+    path = tmp_path / "params.pkl"
+    path.write_bytes(pickle.dumps(container(_array_zoo()), protocol=protocol))
+    _same_arrays(params_io.read_params(path), _array_zoo())
+
+
+NUMPY1 = Path(__file__).parent / "data" / "numpy1_pickles"
+
+
+@pytest.mark.parametrize("path", sorted(NUMPY1.glob("*.pkl")), ids=lambda p: p.name)
+def test_reads_the_array_pickles_numpy_1_wrote(path):
+    """Pickles written by numpy 1.26.4 (numpy.core module names) of a dict or an
+    OrderedDict of arrays of every numeric kind, protocols 2-5 (protocol 5:
+    numpy.core.numeric._frombuffer; protocol 2: _codecs.encode and bytes() for
+    the raw data), compared with what plain pickle.load makes of the same file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy 2 on numpy.core names
+        expected = pickle.loads(path.read_bytes())
+    loaded = params_io.read_params(path)
+    assert list(loaded) == list(expected) and len(loaded) == 11
+    for key, value in expected.items():
+        assert loaded[key].shape == value.shape, key
+        assert loaded[key].dtype.newbyteorder("=") == value.dtype.newbyteorder("="), key
+        np.testing.assert_array_equal(loaded[key], value, err_msg=key)
 
 
 class _Evil:
