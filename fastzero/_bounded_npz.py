@@ -16,7 +16,7 @@ import io
 import math
 import struct
 import zipfile
-from typing import BinaryIO, Callable, Mapping, NamedTuple
+from typing import BinaryIO, Callable, Collection, Mapping, NamedTuple
 
 import numpy as np
 
@@ -52,12 +52,14 @@ class _Member(NamedTuple):
     declared: Declared
 
 
-def read_members(f: BinaryIO, check: Callable[[Mapping[str, Declared]], None] | None = None
-                 ) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` archive open in ``f`` (seekable), by name without ``.npy``.
+def read_members(f: BinaryIO, check: Callable[[Mapping[str, Declared]], None] | None = None,
+                 only: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of the ``.npz`` archive open in ``f`` (seekable), by name without ``.npy``:
+    every one, or those named in ``only``.
 
-    ``check(declared)`` runs after every header has been read and before any
-    data is; it refuses by raising ``ValueError``. Raises :class:`NpzRefused`
+    Every member's header is read and checked. ``check(declared)`` runs after
+    that and before any data is read; it refuses by raising ``ValueError``.
+    Raises :class:`NpzRefused`
     for a refused member or check, and zipfile's, zlib's or numpy's own errors
     for a corrupt or truncated archive.
     """
@@ -75,7 +77,8 @@ def read_members(f: BinaryIO, check: Callable[[Mapping[str, Declared]], None] | 
                 check({name: m.declared for name, m in members.items()})
             except ValueError as exc:
                 raise NpzRefused(str(exc)) from None
-        return {name: _read_data(archive, m, name) for name, m in members.items()}
+        return {name: _read_data(archive, m, name) for name, m in members.items()
+                if only is None or name in only}
 
 
 def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,

@@ -24,7 +24,7 @@ import math
 import os
 import pickle
 import secrets
-from typing import Any, BinaryIO, Callable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Collection, Iterator, Mapping
 
 import numpy as np
 
@@ -129,8 +129,10 @@ def save_npz(arrays: Mapping[str, np.ndarray], file_name: str | os.PathLike) -> 
 
 
 def read_npz(file_name: str | os.PathLike,
-             check: Callable[[Mapping[str, Declared]], None] | None = None) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` archive ``file_name`` (name -> ndarray), without pickles.
+             check: Callable[[Mapping[str, Declared]], None] | None = None,
+             only: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of the ``.npz`` archive ``file_name`` (name -> ndarray), without pickles:
+    every one, or only those named in ``only`` (the others' headers are still checked).
 
     ``check(declared)`` sees every member's declared shape and dtype
     (name -> :class:`Declared`) after the headers are read and before any
@@ -146,13 +148,13 @@ def read_npz(file_name: str | os.PathLike,
     with open(file_name, "rb") as f:
         if f.read(4) != _ZIP_MAGIC:
             raise ValueError(f"{source}: not an .npz archive")
-        return _read_npz_file(f, source, check)
+        return _read_npz_file(f, source, check, only)
 
 
-def _read_npz_file(f: BinaryIO, source: str,
-                   check: Callable[[Mapping[str, Declared]], None] | None) -> dict[str, np.ndarray]:
+def _read_npz_file(f: BinaryIO, source: str, check: Callable[[Mapping[str, Declared]], None] | None,
+                   only: Collection[str] | None = None) -> dict[str, np.ndarray]:
     try:
-        return _bounded_npz.read_members(f, check)
+        return _bounded_npz.read_members(f, check, only)
     except NpzRefused as exc:
         raise ValueError(f"{source}: {exc}") from None
     except Exception as exc:  # untrusted bytes: any failure to parse them is a bad file

@@ -497,6 +497,21 @@ def test_deflated_gigabytes_of_zeros_are_refused_before_inflating(tmp_path, read
     assert "W1" in message and "268435456" in message, message
 
 
+def test_reading_only_the_meta_entry_leaves_the_rest_uninflated(tmp_path):
+    """What a caller that wants one entry (a checkpoint's settings) reads of a bomb."""
+    path = tmp_path / "checkpoint.npz"
+    path.write_bytes(_raw_zip([_stored("meta", np.array('{"format": 1}')),
+                               _deflated_zeros("param.W1", (2**28,))]))
+    tracemalloc.start()
+    try:
+        arrays = params_io.read_npz(path, only={"meta"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert list(arrays) == ["meta"] and str(arrays["meta"]) == '{"format": 1}'
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB traced"
+
+
 def test_the_bomb_is_a_valid_archive_of_two_gibibytes():
     """Guard against a vacuous bomb test: zipfile inflates the crafted member to its CRC."""
     with zipfile.ZipFile(io.BytesIO(_bomb_beside({"W1": None}))) as z:
