@@ -217,7 +217,9 @@ class Network:
         return {**self.params, **self.buffers}
 
     def save_params(self, file_name: str | os.PathLike = "params.npz") -> None:
-        """Write :meth:`state` to ``file_name`` as ``.npz``, atomically."""
+        """Write :meth:`state` to ``file_name``, atomically: for a ``.pkl`` (or ``.pickle``)
+        name the plain pickled dict of arrays the book's ``load_params`` reads, for any
+        other name an ``.npz`` archive (see :func:`fastzero.params_io.save_params`)."""
         params_io.save_params(self.state(), file_name)
 
     def load_params(self, file_name: str | os.PathLike = "params.npz") -> None:
