@@ -93,7 +93,9 @@ class Momentum(_MomentumBase):
 
 
 class Nesterov(_MomentumBase):
-    """Nesterov's accelerated gradient (http://arxiv.org/abs/1212.0901), in the book's form."""
+    """Nesterov's accelerated gradient (http://arxiv.org/abs/1212.0901) as the book's current code:
+    ``param += momentum**2 * v - (1 + momentum) * lr * grad`` with the previous step's ``v``,
+    then ``v = momentum*v - lr*grad``."""
 
     _kernel = "nesterov_update"
 

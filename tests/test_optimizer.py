@@ -32,9 +32,9 @@ def reference_steps(name, p, grads, **hp):
         elif name == "Momentum":
             s1 = hp["momentum"] * s1 - hp["lr"] * g
             p = p + s1
-        elif name == "Nesterov":
-            s1 = hp["momentum"] * s1 - hp["lr"] * g
+        elif name == "Nesterov":  # the step uses the velocity before its update
             p = p + hp["momentum"] ** 2 * s1 - (1 + hp["momentum"]) * hp["lr"] * g
+            s1 = hp["momentum"] * s1 - hp["lr"] * g
         elif name == "AdaGrad":
             s1 = s1 + g * g
             p = p - hp["lr"] * g / (np.sqrt(s1) + EPS)
@@ -183,3 +183,22 @@ def test_state_shape_change_is_an_error(on):
 def test_bad_hyperparameters(make):
     with pytest.raises((ValueError, TypeError)):
         make()
+
+
+def test_nesterov_is_the_books_current_update(on, rng):
+    """The book's ``Nesterov.update`` (``common/optimizer.py``), step by step: the
+    parameter moves by ``momentum**2 * v - (1 + momentum) * lr * grad`` with the
+    velocity ``v`` of the previous step, and only then is ``v`` updated."""
+    lr, mu = 0.05, 0.9
+    w = rng.standard_normal(6)
+    book_w, book_v = w.copy(), np.zeros(6)
+    opt = Nesterov(lr=lr, momentum=mu)
+    for _ in range(5):
+        g = rng.standard_normal(6)
+        book_w += mu * mu * book_v
+        book_w -= (1 + mu) * lr * g
+        book_v *= mu
+        book_v -= lr * g
+        opt.update({"w": w}, {"w": g})
+        np.testing.assert_allclose(w, book_w, rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(opt.v["w"], book_v, rtol=1e-14, atol=1e-15)

@@ -68,8 +68,8 @@ optim  (all update ``param`` and the state arrays IN PLACE, return None;
     momentum_update(param, grad, v, lr, momentum)
         v = momentum*v - lr*grad; param += v
     nesterov_update(param, grad, v, lr, momentum)
-        v *= momentum; v -= lr*grad;
-        param += momentum*momentum*v; param -= (1 + momentum)*lr*grad
+        param += momentum*momentum*v; param -= (1 + momentum)*lr*grad;
+        v *= momentum; v -= lr*grad     (the step uses the velocity before its update)
     adagrad_update(param, grad, h, lr)
         h += grad*grad; param -= lr*grad / (sqrt(h) + eps)
     rmsprop_update(param, grad, h, lr, decay_rate)
