@@ -436,7 +436,7 @@ class Pooling(_Layer):
     ----------
     pool_h, pool_w : int >= 1
     stride : int >= 1
-        The book's default, 1 (the book's nets pass ``stride=2`` explicitly).
+        The book's default, 2.
     pad : int, 0 <= pad < min(pool_h, pool_w)
 
     Unlike the book, whose ``Pooling`` computes the output size without the
@@ -447,7 +447,7 @@ class Pooling(_Layer):
     as ``np.argmax``; ``arg_max`` (N, C, OH, OW) holds its in-window index.
     """
 
-    def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
+    def __init__(self, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> None:
         self.pool_h, self.pool_w, self.stride, self.pad = self._geometry(pool_h, pool_w, stride, pad)
         self.x = None
         self.arg_max = None

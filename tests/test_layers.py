@@ -157,8 +157,12 @@ def test_pooling_padding_never_wins(on):
     assert out[0, 0, 0, 0] == x[0, 0, 0, 0]
 
 
-def test_pooling_default_stride_is_the_books():
-    assert Pooling(2, 2).stride == 1
+def test_pooling_default_stride_is_the_books(on):
+    """``Pooling(pool_h, pool_w, stride=2, pad=0)`` as the book's current ``common/layers.py``."""
+    layer = Pooling(2, 2)
+    assert (layer.stride, layer.pad) == (2, 0)
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    np.testing.assert_array_equal(layer.forward(x), [[[[5.0, 7.0], [13.0, 15.0]]]])
 
 
 def test_pooling_backward_routes_to_the_max(on):
