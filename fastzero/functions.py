@@ -24,6 +24,7 @@ __all__ = [
     "sum_squared_error",
     "cross_entropy_error",
     "softmax_loss",
+    "np",  # the book's module has no __all__: a star import gives a script its np
 ]
 
 

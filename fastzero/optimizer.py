@@ -19,7 +19,8 @@ import numpy as np
 from fastzero import _backend
 from fastzero import _validate as v
 
-__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+#: ``np`` too: the book's module has no ``__all__``, so a star import gives a script its ``np``.
+__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "np"]
 
 
 class _Optimizer:

@@ -8,7 +8,8 @@ import numpy as np
 from fastzero import _backend
 from fastzero import _validate as v
 
-__all__ = ["smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
+#: ``np`` too: the book's module has no ``__all__``, so a star import gives a script its ``np``.
+__all__ = ["smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im", "np"]
 
 _SMOOTH_WINDOW = 11
 

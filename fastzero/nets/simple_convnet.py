@@ -8,6 +8,10 @@ import numpy as np
 
 from fastzero.layers import Affine, Convolution, Pooling, Relu
 from fastzero.nets._base import Network, normal_sampler
+from fastzero.nets._book_names import *  # noqa: F401,F403  (the book's module exports them)
+from fastzero.nets._book_names import BOOK_NAMES
+
+__all__ = ["SimpleConvNet", *BOOK_NAMES]
 
 
 def conv_output_size(size: int, filter_size: int, stride: int, pad: int) -> int:
