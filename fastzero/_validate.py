@@ -156,33 +156,44 @@ def labels(t: Any, n: int, k: int, where: str, one_hot_ndim: int = 2) -> np.ndar
     return np.ascontiguousarray(t.reshape(n), dtype=np.int64)
 
 
-def param_for_update(param: Any, grad: Any, where: str, key: Any) -> np.ndarray:
-    """Check a parameter can be updated in place by ``grad``; return ``grad`` converted.
+def param_for_update(param: Any, grad: Any, where: str, key: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(work, grad)``: the array an optimizer kernel steps for ``params[key]``, and its gradient.
 
-    The parameter must be a writeable, C-contiguous float32/float64 ndarray
-    (the optimizer's contract is an in-place update); the gradient must have
-    its shape and dtype.
+    ``work`` is ``param`` itself when it is a writeable, C-contiguous, native
+    float32/float64 ndarray (the kernel updates it in place); otherwise a
+    float32/float64 C-contiguous copy (see :func:`compute_dtype`) that
+    :func:`store_update` puts back. A read-only array is refused (it cannot
+    be updated). ``grad`` must have the parameter's shape; it is converted to
+    ``work``'s dtype.
     """
-    if not isinstance(param, np.ndarray) or param.dtype not in FLOAT_DTYPES:
-        got = param.dtype if isinstance(param, np.ndarray) else type(param).__name__
-        raise TypeError(
-            f"{where}: params[{key!r}] must be a float32 or float64 ndarray "
-            f"(it is updated in place), got {got}"
-        )
-    if not param.dtype.isnative:
-        raise TypeError(f"{where}: params[{key!r}] must be in native byte order")
-    if not (param.flags.c_contiguous and param.flags.writeable):
+    what = f"params[{key!r}]"
+    if isinstance(param, np.ndarray) and not param.flags.writeable:
+        raise ValueError(f"{where}: {what} must be writeable (it is updated in place)")
+    arr = np.asarray(param)
+    target = compute_dtype(arr.dtype, where, what)
+    if isinstance(param, np.ndarray) and param.dtype == target and param.flags.c_contiguous:
+        work = param
+    else:
+        work = np.array(arr, dtype=target, order="C")
+    grad_arr = np.asarray(grad)
+    if grad_arr.shape != work.shape:
         raise ValueError(
-            f"{where}: params[{key!r}] must be a writeable C-contiguous array "
-            "(it is updated in place); use np.ascontiguousarray and keep that array"
+            f"{where}: grads[{key!r}] has shape {grad_arr.shape}, {what} has {work.shape}"
         )
-    grad = np.asarray(grad)
-    if grad.shape != param.shape:
-        raise ValueError(
-            f"{where}: grads[{key!r}] has shape {grad.shape}, params[{key!r}] has {param.shape}"
-        )
-    if grad.dtype.type is not param.dtype.type:
-        raise TypeError(
-            f"{where}: grads[{key!r}] has dtype {grad.dtype}, params[{key!r}] has {param.dtype}"
-        )
-    return as_float_array(grad, where, f"grads[{key!r}]", param.dtype)
+    compute_dtype(grad_arr.dtype, where, f"grads[{key!r}]")
+    return work, as_float_array(grad_arr, where, f"grads[{key!r}]", work.dtype)
+
+
+def store_update(params: Any, key: Any, param: Any, work: np.ndarray) -> None:
+    """Put the stepped copy ``work`` of ``params[key]`` back, as the book's arithmetic would.
+
+    A float ndarray is updated in place (its layers see the step); an int or
+    bool array, a list or a scalar cannot hold it, so the entry is replaced:
+    a NumPy float scalar for a scalar, the float array otherwise.
+    """
+    if isinstance(param, np.ndarray) and param.dtype.kind == "f":
+        param[...] = work
+    elif np.ndim(param) == 0 and not isinstance(param, np.ndarray):
+        params[key] = work[()]
+    else:
+        params[key] = work
