@@ -90,6 +90,30 @@ def weights(where: str, **arrays: Any) -> list[np.ndarray]:
     return out
 
 
+def bias(b: Any, n: int, dtype: np.dtype, where: str) -> np.ndarray:
+    """A layer's bias as an (n,) array of the weights' ``dtype``.
+
+    As in the book's ``x @ W + b``, ``b`` may be any array that broadcasts
+    along the output's last axis of length ``n``: a scalar (``b = 0`` in
+    ``ch07/apply_filter.py``), (1,), (n,), or those with leading 1s such as
+    (1, n). An int or bool bias takes the weights' dtype; a float bias must
+    share it. An (n,) array that fits is returned as it is (an optimizer's
+    in-place update is seen); any other a broadcast copy.
+    """
+    arr = np.asarray(b)
+    computed = compute_dtype(arr.dtype, where, "b")
+    if arr.dtype.kind == "f" and computed != dtype:
+        raise TypeError(f"{where}: parameters must share one dtype, got W {dtype}, b {arr.dtype}")
+    if arr.ndim and (arr.shape[-1] not in (1, n) or any(s != 1 for s in arr.shape[:-1])):
+        raise ValueError(
+            f"{where}: expected b of shape ({n},), got shape {arr.shape} "
+            f"(a scalar, (1,) or (1, {n}) broadcast as well)"
+        )
+    if arr.shape == (n,):
+        return as_float_array(arr, where, "b", dtype)
+    return np.ascontiguousarray(np.broadcast_to(arr.reshape(-1), (n,)), dtype=dtype)
+
+
 def integer(value: Any, where: str, name: str, minimum: int) -> int:
     """``value`` as a Python int ``>= minimum`` (bools and floats are rejected)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -163,8 +187,8 @@ def param_for_update(param: Any, grad: Any, where: str, key: Any) -> tuple[np.nd
     float32/float64 ndarray (the kernel updates it in place); otherwise a
     float32/float64 C-contiguous copy (see :func:`compute_dtype`) that
     :func:`store_update` puts back. A read-only array is refused (it cannot
-    be updated). ``grad`` must have the parameter's shape; it is converted to
-    ``work``'s dtype.
+    be updated). ``grad`` must have the parameter's shape or broadcast to it;
+    it is converted to ``work``'s dtype.
     """
     what = f"params[{key!r}]"
     if isinstance(param, np.ndarray) and not param.flags.writeable:
@@ -176,11 +200,14 @@ def param_for_update(param: Any, grad: Any, where: str, key: Any) -> tuple[np.nd
     else:
         work = np.array(arr, dtype=target, order="C")
     grad_arr = np.asarray(grad)
-    if grad_arr.shape != work.shape:
-        raise ValueError(
-            f"{where}: grads[{key!r}] has shape {grad_arr.shape}, {what} has {work.shape}"
-        )
     compute_dtype(grad_arr.dtype, where, f"grads[{key!r}]")
+    if grad_arr.shape != work.shape:
+        try:  # as the book's ``params[key] -= lr * grads[key]``, e.g. a (1, M) bias, (M,) grad
+            grad_arr = np.broadcast_to(grad_arr, work.shape)
+        except ValueError:
+            raise ValueError(
+                f"{where}: grads[{key!r}] has shape {grad_arr.shape}, {what} has {work.shape}"
+            ) from None
     return work, as_float_array(grad_arr, where, f"grads[{key!r}]", work.dtype)
 
 

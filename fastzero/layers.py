@@ -155,7 +155,7 @@ class Affine(_Layer):
     Parameters
     ----------
     W : (D, M)
-    b : (M,)
+    b : (M,), or a scalar or array that broadcasts to it as in the book's ``x @ W + b``
 
     ``forward`` takes ``x`` (N, D) or (N, d1, d2, ...) with ``d1*d2*... = D``,
     flattened per sample; ``backward`` returns ``dx`` in the original shape
@@ -171,11 +171,10 @@ class Affine(_Layer):
         self.db = None
 
     def _params(self) -> tuple[np.ndarray, np.ndarray]:
-        W, b = v.weights("Affine", W=self.W, b=self.b)
+        W = v.as_float_array(self.W, "Affine", "W")
         if W.ndim != 2 or W.size == 0:
             raise ValueError(f"Affine: expected W of shape (D, M), got shape {W.shape}")
-        v.check_shape(b, (W.shape[1],), "Affine", "b")
-        return W, b
+        return W, v.bias(self.b, W.shape[1], W.dtype, "Affine")
 
     def forward(self, x: Any) -> np.ndarray:
         W, b = self._params()
@@ -375,7 +374,7 @@ class Convolution(_Layer):
     ----------
     W : (FN, C, FH, FW)
         Filters.
-    b : (FN,)
+    b : (FN,), or a scalar or array that broadcasts to it (the book's ``b = 0``)
     stride : int >= 1
     pad : int >= 0
         Zero padding on each side of H and W.
@@ -395,11 +394,10 @@ class Convolution(_Layer):
         self.db = None
 
     def _params(self) -> tuple[np.ndarray, np.ndarray]:
-        W, b = v.weights("Convolution", W=self.W, b=self.b)
+        W = v.as_float_array(self.W, "Convolution", "W")
         if W.ndim != 4 or W.size == 0:
             raise ValueError(f"Convolution: expected W of shape (FN, C, FH, FW), got shape {W.shape}")
-        v.check_shape(b, (W.shape[0],), "Convolution", "b")
-        return W, b
+        return W, v.bias(self.b, W.shape[0], W.dtype, "Convolution")
 
     def forward(self, x: Any) -> np.ndarray:
         W, b = self._params()

@@ -441,3 +441,44 @@ def test_every_kernel_keeps_float32(on, rng):
         arrays = list(_float_arrays(result))
         assert arrays, name
         assert all(a.dtype == np.float32 for a in arrays), name
+
+
+@pytest.mark.parametrize("layer", ["Affine", "Convolution"])
+def test_bias_that_broadcasts_as_in_the_book(on, rng, layer):
+    """``x @ W + b`` in the book takes any ``b`` that broadcasts along the output's last
+    axis: a scalar, (1,), (n,), (1, n), (1, 1, n) (ints too). Each gives the output of
+    the (n,) bias it broadcasts to, and ``db`` is (n,) as in the book."""
+    if layer == "Affine":
+        n, W, x, make = 3, rng.standard_normal((4, 3)), rng.standard_normal((2, 4)), Affine
+    else:
+        n, W, x = 2, rng.standard_normal((2, 1, 3, 3)), rng.standard_normal((2, 1, 5, 5))
+        make = Convolution
+    full = rng.standard_normal(n)
+    cases = {"scalar": (0.5, np.full(n, 0.5)), "int zero": (0, np.zeros(n)),
+             "(1,)": (np.array([0.25]), np.full(n, 0.25)), "(n,)": (full, full),
+             "(1, n)": (full[None, :], full), "(1, 1, n)": (full[None, None, :], full),
+             "(1, 1)": (np.array([[2.0]]), np.full(n, 2.0)),
+             "ints (n,)": (np.arange(n), np.arange(n, dtype=float))}
+    dout_shape = make(W, full).forward(x).shape
+    dout = rng.standard_normal(dout_shape)
+    for name, (b, equivalent) in cases.items():
+        ref = make(W, equivalent)
+        out = make(W, b)
+        np.testing.assert_array_equal(out.forward(x), ref.forward(x), err_msg=name)
+        np.testing.assert_array_equal(out.backward(dout), ref.backward(dout), err_msg=name)
+        assert out.db.shape == (n,)
+        np.testing.assert_array_equal(out.db, ref.db, err_msg=name)
+    for bad in (np.zeros(n + 1), np.zeros((2, n)), np.zeros((n, 1)), np.zeros((1, n, 1))):
+        with pytest.raises(ValueError, match=rf"{layer}: expected b of shape \({n},\)"):
+            make(W, bad).forward(x)
+    with pytest.raises(TypeError, match=f"{layer}: parameters must share one dtype"):
+        make(W, np.float32(0.5)).forward(x)
+    assert make(W.astype(np.float32), 0).forward(x).dtype == np.float32
+
+
+def test_bias_broadcast_still_sees_in_place_updates(on, rng):
+    W, b = rng.standard_normal((4, 3)), np.zeros((1, 3))
+    layer, x = Affine(W, b), rng.standard_normal((2, 4))
+    before = layer.forward(x)
+    b += 1.0
+    np.testing.assert_allclose(layer.forward(x), before + 1.0, rtol=1e-14)

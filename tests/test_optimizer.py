@@ -267,3 +267,14 @@ def test_contiguous_float_arrays_go_to_the_kernel_without_a_copy(on, rng, monkey
     opt.update(params, {"W": np.ones((3, 4)), "b": np.ones(4, np.float32)})
     assert {k: id(a) for k, a in params.items()} == ids
     assert not np.all(params["b"] == 0)
+
+
+def test_gradient_broadcasts_to_the_param_as_in_the_book(on):
+    """A (1, M) bias gets the layer's (M,) ``db``: ``params[key] -= lr * grads[key]``."""
+    b = np.ones((1, 3))
+    params = {"b": b}
+    Momentum(lr=0.5, momentum=0.9).update(params, {"b": np.array([1.0, 2.0, 3.0])})
+    assert params["b"] is b
+    np.testing.assert_array_equal(b, [[0.5, 0.0, -0.5]])
+    with pytest.raises(ValueError, match=r"grads\['b'\] has shape \(2,\)"):
+        SGD().update(params, {"b": np.ones(2)})
