@@ -147,29 +147,38 @@ def window_fits(x_shape: tuple[int, ...], filter_h: int, filter_w: int, pad: int
         )
 
 
-def labels(t: Any, n: int, k: int, where: str, one_hot_ndim: int = 2) -> np.ndarray:
-    """Targets ``t`` as int64 class labels (n,) in ``[0, k)``.
+def targets(t: Any, n: int, k: int, where: str,
+            one_hot_ndim: int = 2) -> tuple[np.ndarray, np.ndarray | None]:
+    """Targets ``t`` for ``n`` samples of ``k`` classes as ``(labels, soft)``.
 
-    ``t`` holds either integer labels (shape ``(n,)``, or a single label when
-    ``one_hot_ndim == 1``) or one-hot rows of shape ``(n, k)`` (``(k,)`` when
-    ``one_hot_ndim == 1``), which are turned into labels by argmax as the book
-    does; one-hot rows must hold a single 1 and zeros elsewhere.
+    ``labels`` is int64 (n,) in ``[0, k)``; ``soft`` is None unless ``t`` holds
+    target rows that are not one-hot. ``t`` may be
+
+    * integer labels (n,) or (n, 1) (a single label, () or (1,), when
+      ``one_hot_ndim == 1``);
+    * target rows of shape (n, k) ((k,) when ``one_hot_ndim == 1``), numeric
+      and finite: one-hot rows, or any others (label smoothing, mixup). As in
+      the book, ``labels`` is their argmax (the first on ties); ``soft`` is
+      the rows (n, k) as given when they are not all one-hot. Rows that are
+      not distributions are not refused: the book computes with them too.
     """
     t = np.asarray(t)
-    one_hot_shape = (n, k) if one_hot_ndim == 2 else (k,)
-    label_shapes = ((n,),) if one_hot_ndim == 2 else ((), (1,))
-    if t.shape == one_hot_shape and t.ndim == one_hot_ndim:
+    rows_shape = (n, k) if one_hot_ndim == 2 else (k,)
+    label_shapes = ((n,), (n, 1)) if one_hot_ndim == 2 else ((), (1,))
+    if t.shape == rows_shape and t.ndim == one_hot_ndim:
         if t.dtype.kind not in "biuf":
-            raise TypeError(f"{where}: one-hot targets must be numeric, got dtype {t.dtype}")
-        rows = t.reshape(-1, k)
-        if not (np.all((rows == 0) | (rows == 1)) and np.all(rows.sum(axis=1) == 1)):
-            raise ValueError(f"{where}: one-hot targets must hold a single 1 per row, zeros elsewhere")
-        return np.ascontiguousarray(rows.argmax(axis=1), dtype=np.int64)
+            raise TypeError(f"{where}: target rows must be numeric, got dtype {t.dtype}")
+        rows = t.reshape(n, k)
+        if not np.all(np.isfinite(rows)):
+            raise ValueError(f"{where}: target rows must be finite")
+        labels = np.ascontiguousarray(rows.argmax(axis=1), dtype=np.int64)
+        one_hot = np.all((rows == 0) | (rows == 1)) and np.all(rows.sum(axis=1) == 1)
+        return labels, None if one_hot else rows
     if t.shape not in label_shapes:
-        expected = " or ".join(str(s) for s in (*label_shapes, one_hot_shape))
+        expected = " or ".join(str(s) for s in label_shapes)
         raise ValueError(
-            f"{where}: expected labels of shape {expected} (one-hot) for {n} samples of "
-            f"{k} classes, got shape {t.shape}"
+            f"{where}: expected labels of shape {expected} or target rows of shape "
+            f"{rows_shape} for {n} samples of {k} classes, got shape {t.shape}"
         )
     if t.dtype.kind not in "iu":
         raise TypeError(f"{where}: labels must be integers, got dtype {t.dtype}")
@@ -177,7 +186,12 @@ def labels(t: Any, n: int, k: int, where: str, one_hot_ndim: int = 2) -> np.ndar
         raise ValueError(
             f"{where}: labels must be in [0, {k}), got values in [{t.min()}, {t.max()}]"
         )
-    return np.ascontiguousarray(t.reshape(n), dtype=np.int64)
+    return np.ascontiguousarray(t.reshape(n), dtype=np.int64), None
+
+
+def labels(t: Any, n: int, k: int, where: str, one_hot_ndim: int = 2) -> np.ndarray:
+    """Int64 class labels (n,) of the targets ``t`` (see :func:`targets`)."""
+    return targets(t, n, k, where, one_hot_ndim)[0]
 
 
 def param_for_update(param: Any, grad: Any, where: str, key: Any) -> tuple[np.ndarray, np.ndarray]:

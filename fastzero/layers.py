@@ -205,10 +205,14 @@ class SoftmaxWithLoss(_Layer):
     """Softmax followed by the cross-entropy loss.
 
     ``forward(x, t)`` takes logits ``x`` (N, K) (or one sample (K,)) and
-    targets ``t``: int labels (N,) in ``[0, K)`` or one-hot rows (N, K). It
-    returns the loss ``-sum(log(y[n, t[n]] + 1e-7)) / N`` (a float) and keeps
+    targets ``t``: int labels (N,) or (N, 1) in ``[0, K)``, or target rows
+    (N, K) -- one-hot, or soft (label smoothing, mixup; any finite rows, as
+    the book). It returns the book's loss ``-sum(log(y[n, c[n]] + 1e-7)) / N``
+    (a float), ``c`` the labels or the argmax of each target row, and keeps
     ``loss``, ``y`` (the softmax output) and ``t``. ``backward(dout=1)``
-    returns ``dout * (y - onehot(t)) / N``.
+    returns ``dout * (y - T) / N``, ``T`` the target rows (one-hot rows for
+    labels): for soft rows that sum to 1 this is the gradient of the soft
+    cross-entropy ``-sum(T * log(y)) / N``, as the book computes it.
     """
 
     def __init__(self) -> None:
@@ -220,10 +224,12 @@ class SoftmaxWithLoss(_Layer):
         x = v.layer_input(x, "SoftmaxWithLoss", "(N, K) or (K,)", ndim=(1, 2))
         rows = x.reshape(-1, x.shape[-1])
         n, classes = rows.shape
-        labels = v.labels(t, n, classes, "SoftmaxWithLoss", one_hot_ndim=x.ndim)
+        labels, soft = v.targets(t, n, classes, "SoftmaxWithLoss", one_hot_ndim=x.ndim)
         k = _backend.kernels()
         self.loss, y = k.softmax_cross_entropy_forward(rows, labels)
-        self._y, self._labels = y, labels
+        self._y = y
+        self._target = labels if soft is None else v.as_float_array(soft, "SoftmaxWithLoss", "t",
+                                                                     x.dtype)
         self.y = y.reshape(x.shape)
         self.t = t
         self._forwarded(k, x.shape, x.dtype)
@@ -233,7 +239,7 @@ class SoftmaxWithLoss(_Layer):
         if self._k is None:
             raise RuntimeError("SoftmaxWithLoss: backward() called without a preceding forward()")
         dout = v.real(dout, "SoftmaxWithLoss", "dout")
-        dx = self._k.softmax_cross_entropy_backward(dout, self._y, self._labels)
+        dx = self._k.softmax_cross_entropy_backward(dout, self._y, self._target)
         return dx.reshape(self._out_shape)
 
 

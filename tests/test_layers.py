@@ -225,6 +225,63 @@ def test_softmax_with_loss_single_sample(on):
     assert layer.backward().shape == (3,)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_with_loss_soft_targets_are_the_books(on, rng, dtype):
+    """Target rows that are not one-hot (label smoothing, mixup, or not distributions at
+    all) give the book's numbers: the loss of each row's argmax class, ``dx = (y - t) / N``."""
+    x = rng.standard_normal((5, 4)).astype(dtype)
+    smooth = np.full((5, 4), 0.1 / 3)
+    smooth[np.arange(5), [0, 3, 1, 1, 2]] = 0.9
+    mixup = 0.7 * np.eye(4)[[0, 1, 2, 3, 0]] + 0.3 * np.eye(4)[[1, 1, 3, 0, 2]]
+    anything = rng.standard_normal((5, 4))  # not distributions: the book computes anyway
+    tol = 1e-14 if dtype == np.float64 else 1e-6
+    for t in (smooth, mixup, anything):
+        layer = SoftmaxWithLoss()
+        loss = layer.forward(x, t)
+        y = np.exp(x.astype(float))
+        y /= y.sum(axis=1, keepdims=True)
+        book_loss = -np.sum(np.log(y[np.arange(5), t.argmax(axis=1)] + 1e-7)) / 5
+        assert loss == pytest.approx(book_loss, rel=tol)
+        dx = layer.backward()
+        assert dx.dtype == dtype
+        np.testing.assert_allclose(dx, (y - t) / 5, rtol=tol, atol=tol)
+        np.testing.assert_allclose(layer.backward(2.0), 2 * (y - t) / 5, rtol=tol, atol=tol)
+
+
+def test_softmax_with_loss_soft_rows_gradient_is_the_soft_cross_entropys(on, rng):
+    """For rows that are distributions, ``backward`` is the gradient of ``-sum(t*log(y))/N``."""
+    x = rng.standard_normal((3, 4))
+    t = rng.random((3, 4))
+    t /= t.sum(axis=1, keepdims=True)
+
+    def soft_cross_entropy(logits):
+        z = logits - logits.max(axis=1, keepdims=True)
+        return float(-np.sum(t * (z - np.log(np.exp(z).sum(axis=1, keepdims=True)))) / 3)
+
+    layer = SoftmaxWithLoss()
+    layer.forward(x, t)
+    h, numeric = 1e-6, np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        e = np.zeros_like(x)
+        e[idx] = h
+        numeric[idx] = (soft_cross_entropy(x + e) - soft_cross_entropy(x - e)) / (2 * h)
+    np.testing.assert_allclose(layer.backward(), numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_softmax_with_loss_labels_shaped_n_by_1(on, rng):
+    """``ch07/gradient_check.py`` passes ``np.array([1]).reshape((1, 1))``; (N, 1) labels
+    are the (N,) labels, for any N (the book's own indexing is right only for N = 1)."""
+    x = rng.standard_normal((6, 4))
+    t = np.array([0, 3, 1, 1, 2, 0])
+    ref = SoftmaxWithLoss()
+    expected = ref.forward(x, t)
+    layer = SoftmaxWithLoss()
+    assert layer.forward(x, t.reshape(6, 1)) == expected
+    np.testing.assert_array_equal(layer.backward(), ref.backward())
+    one = SoftmaxWithLoss()
+    assert one.forward(x[:1], np.array([[3]])) == SoftmaxWithLoss().forward(x[:1], np.array([3]))
+
+
 def test_dropout_mask_is_the_books_draw(on, rng):
     x = rng.standard_normal((5, 6))
     np.random.seed(42)

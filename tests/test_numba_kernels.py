@@ -122,6 +122,10 @@ def test_softmax_and_cross_entropy(rng, dtype, shape):
     loss, y = compare("softmax_cross_entropy_forward", x, t)
     compare("softmax_cross_entropy_backward", 1.0, y, t)
     compare("softmax_cross_entropy_backward", 0.37, y, t)
+    soft = rng.random(shape).astype(dtype)  # target rows (label smoothing, mixup)
+    soft /= soft.sum(axis=1, keepdims=True)
+    compare("softmax_cross_entropy_backward", 1.0, y, soft)
+    compare("softmax_cross_entropy_backward", 0.37, y, soft)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

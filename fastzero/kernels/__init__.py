@@ -48,7 +48,9 @@ loss
         x (N, K) logits, t (N,) int64 labels in [0, K); loss is the book's
         -sum(log(y[n, t[n]] + 1e-7)) / N as a Python float; y = softmax(x).
     softmax_cross_entropy_backward(dout, y, t) -> dx
-        dx = (y - onehot(t)) * dout / N; dout is a Python float.
+        t (N,) int64 labels or (N, K) target rows of y's dtype;
+        dx = (y - onehot(t)) * dout / N, or (y - t) * dout / N for rows;
+        dout is a Python float.
 norm
     batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
                             momentum, eps) -> (out, cache)

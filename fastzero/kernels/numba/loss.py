@@ -94,6 +94,25 @@ def _softmax_cross_entropy_backward(y, t, scale, dx):
             _softmax_cross_entropy_backward_rows(y[lo:hi], t[lo:hi], scale, dx[lo:hi])
 
 
+@jit
+def _soft_target_backward_rows(y, t, scale, dx):
+    for i in range(y.shape[0]):
+        for k in range(y.shape[1]):
+            dx[i, k] = (y[i, k] - t[i, k]) * scale
+
+
+@pjit
+def _soft_target_backward(y, t, scale, dx):
+    n, c = y.shape
+    k = n_spans(n, c)
+    if k == 1:
+        _soft_target_backward_rows(y, t, scale, dx)
+    else:
+        for s in prange(k):
+            lo, hi = span(s, k, n)
+            _soft_target_backward_rows(y[lo:hi], t[lo:hi], scale, dx[lo:hi])
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     """Row-wise softmax of ``x`` (N, K), stable for large logits."""
     y = np.empty_like(x)
@@ -126,12 +145,17 @@ def softmax_cross_entropy_backward(dout: float, y: np.ndarray, t: np.ndarray) ->
     ----------
     dout : float, upstream gradient of the loss
     y : (N, K) array, the forward softmax
-    t : (N,) int64 array of labels
+    t : (N,) int64 array of labels, or (N, K) target rows of y's dtype
+        (then ``dx = (y - t) * dout / N``)
 
     Returns
     -------
     dx : (N, K) array
     """
     dx = np.empty_like(y)
-    _softmax_cross_entropy_backward(y, t, y.dtype.type(dout / y.shape[0]), dx)
+    scale = y.dtype.type(dout / y.shape[0])
+    if t.ndim == 2:
+        _soft_target_backward(y, t, scale, dx)
+    else:
+        _softmax_cross_entropy_backward(y, t, scale, dx)
     return dx
