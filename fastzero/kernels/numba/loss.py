@@ -73,44 +73,34 @@ def _softmax_cross_entropy_forward(x, t, y):
 
 
 @jit
-def _softmax_cross_entropy_backward_rows(y, t, scale, dx):
+def _softmax_cross_entropy_backward_rows(y, t, rows, scale, dx):
+    """``(y - target) * scale``: the target is row ``i`` of ``rows`` when ``rows`` is not
+    empty, else the one-hot row of label ``t[i]``."""
     one = y.dtype.type(1)
+    soft = rows.shape[0] > 0
     for i in range(y.shape[0]):
         row, out = y[i], dx[i]
-        for k in range(row.size):
-            out[k] = row[k] * scale
-        out[t[i]] = (row[t[i]] - one) * scale
+        if soft:
+            target = rows[i]
+            for k in range(row.size):
+                out[k] = (row[k] - target[k]) * scale
+        else:
+            for k in range(row.size):
+                out[k] = row[k] * scale
+            out[t[i]] = (row[t[i]] - one) * scale
 
 
 @pjit
-def _softmax_cross_entropy_backward(y, t, scale, dx):
+def _softmax_cross_entropy_backward(y, t, rows, scale, dx):
     n, c = y.shape
     k = n_spans(n, c)
     if k == 1:
-        _softmax_cross_entropy_backward_rows(y, t, scale, dx)
+        _softmax_cross_entropy_backward_rows(y, t, rows, scale, dx)
     else:
         for s in prange(k):
             lo, hi = span(s, k, n)
-            _softmax_cross_entropy_backward_rows(y[lo:hi], t[lo:hi], scale, dx[lo:hi])
-
-
-@jit
-def _soft_target_backward_rows(y, t, scale, dx):
-    for i in range(y.shape[0]):
-        for k in range(y.shape[1]):
-            dx[i, k] = (y[i, k] - t[i, k]) * scale
-
-
-@pjit
-def _soft_target_backward(y, t, scale, dx):
-    n, c = y.shape
-    k = n_spans(n, c)
-    if k == 1:
-        _soft_target_backward_rows(y, t, scale, dx)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _soft_target_backward_rows(y[lo:hi], t[lo:hi], scale, dx[lo:hi])
+            _softmax_cross_entropy_backward_rows(y[lo:hi], t[lo:hi], rows[lo:hi], scale,
+                                                 dx[lo:hi])
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -153,9 +143,9 @@ def softmax_cross_entropy_backward(dout: float, y: np.ndarray, t: np.ndarray) ->
     dx : (N, K) array
     """
     dx = np.empty_like(y)
-    scale = y.dtype.type(dout / y.shape[0])
-    if t.ndim == 2:
-        _soft_target_backward(y, t, scale, dx)
+    if t.ndim == 2:  # one kernel for both: the unused operand is an empty array
+        labels, rows = np.empty(0, np.int64), t
     else:
-        _softmax_cross_entropy_backward(y, t, scale, dx)
+        labels, rows = t, np.empty((0, y.shape[1]), y.dtype)
+    _softmax_cross_entropy_backward(y, labels, rows, y.dtype.type(dout / y.shape[0]), dx)
     return dx
