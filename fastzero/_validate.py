@@ -204,6 +204,10 @@ def param_for_update(param: Any, grad: Any, where: str, key: Any) -> tuple[np.nd
     be updated). ``grad`` must have the parameter's shape or broadcast to it;
     it is converted to ``work``'s dtype.
     """
+    if (type(param) is np.ndarray and type(grad) is np.ndarray and param.dtype in FLOAT_DTYPES
+            and grad.dtype == param.dtype and grad.shape == param.shape
+            and param.flags.c_contiguous and param.flags.writeable and grad.flags.c_contiguous):
+        return param, grad  # the common case, checked in full
     what = f"params[{key!r}]"
     if isinstance(param, np.ndarray) and not param.flags.writeable:
         raise ValueError(f"{where}: {what} must be writeable (it is updated in place)")

@@ -37,9 +37,11 @@ __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "np"]
 class _Optimizer:
     """The update loop shared by every optimizer: checks, state, kernel, write-back.
 
-    A subclass names its kernel (``_kernel``), its state dicts (``_states``)
-    and turns its hyper-parameters into the kernel's trailing arguments
-    (``_hyper``, called once per update after every check has passed).
+    A subclass names its kernel (``_kernel``) and its state dicts
+    (``_states``), validates its hyper-parameters in ``_hyper`` (they may be
+    changed between updates) and, if the kernel needs more than those,
+    derives its trailing arguments in ``_step_args`` (called once per update,
+    after every check has passed).
     """
 
     _kernel: str
@@ -48,22 +50,23 @@ class _Optimizer:
     def _hyper(self) -> tuple[float, ...]:
         raise NotImplementedError
 
-    def _check_hyper(self) -> None:
-        """Validate the hyper-parameters (they may be changed between updates)."""
-        self._hyper()
+    def _step_args(self, hyper: tuple[float, ...]) -> tuple[float, ...]:
+        return hyper
 
     def update(self, params: MutableMapping[Any, Any], grads: Mapping[Any, Any]) -> None:
         """One step on every entry of ``params`` with ``grads`` of the same keys."""
-        self._check_hyper()
+        hyper = self._hyper()
+        stores = [getattr(self, name) for name in self._states]
         steps = [
-            (key, param, work, grad, [self._state(getattr(self, s), key, work) for s in self._states])
+            (key, param, work, (work.reshape(-1), grad.reshape(-1),
+                                *[self._state(store, key, work).reshape(-1) for store in stores]))
             for key, param, work, grad in self._pairs(params, grads)
         ]
-        hyper = self._hyper()
+        args = self._step_args(hyper)
         kernel = getattr(_backend.kernels(), self._kernel)
-        for _, _, work, grad, state in steps:
-            kernel(work.reshape(-1), grad.reshape(-1), *(s.reshape(-1) for s in state), *hyper)
-        for key, param, work, _, _ in steps:
+        for _, _, _, arrays in steps:
+            kernel(*arrays, *args)
+        for key, param, work, _ in steps:
             if work is not param:
                 v.store_update(params, key, param, work)
 
@@ -103,7 +106,7 @@ class SGD(_Optimizer):
 
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = lr
-        self._check_hyper()
+        self._hyper()
 
     def _hyper(self) -> tuple[float]:
         return (self._lr(),)
@@ -116,7 +119,7 @@ class _MomentumBase(_Optimizer):
         self.lr = lr
         self.momentum = momentum
         self.v: dict = {}
-        self._check_hyper()
+        self._hyper()
 
     def _hyper(self) -> tuple[float, float]:
         return self._lr(), v.real(self.momentum, type(self).__name__, "momentum", 0.0, 1.0)
@@ -145,7 +148,7 @@ class AdaGrad(_Optimizer):
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = lr
         self.h: dict = {}
-        self._check_hyper()
+        self._hyper()
 
     def _hyper(self) -> tuple[float]:
         return (self._lr(),)
@@ -161,7 +164,7 @@ class RMSprop(_Optimizer):
         self.lr = lr
         self.decay_rate = decay_rate
         self.h: dict = {}
-        self._check_hyper()
+        self._hyper()
 
     def _hyper(self) -> tuple[float, float]:
         return self._lr(), v.real(self.decay_rate, "RMSprop", "decay_rate", 0.0, 1.0)
@@ -185,20 +188,16 @@ class Adam(_Optimizer):
         self.iter = 0
         self.m: dict = {}
         self.v: dict = {}
-        self._check_hyper()
-
-    def _betas(self) -> tuple[float, float]:
-        beta1 = v.real(self.beta1, "Adam", "beta1", 0.0, 1.0, high_open=True)
-        beta2 = v.real(self.beta2, "Adam", "beta2", 0.0, 1.0, high_open=True)
-        return beta1, beta2
-
-    def _check_hyper(self) -> None:  # without counting a step
-        self._lr()
-        self._betas()
+        self._hyper()
 
     def _hyper(self) -> tuple[float, float, float]:
+        beta1 = v.real(self.beta1, "Adam", "beta1", 0.0, 1.0, high_open=True)
+        beta2 = v.real(self.beta2, "Adam", "beta2", 0.0, 1.0, high_open=True)
+        return self._lr(), beta1, beta2
+
+    def _step_args(self, hyper: tuple[float, float, float]) -> tuple[float, float, float]:
         """This step's bias-corrected ``lr_t`` and the betas; counts the step."""
-        lr, (beta1, beta2) = self._lr(), self._betas()
+        lr, beta1, beta2 = hyper
         self.iter += 1
         lr_t = lr * math.sqrt(1.0 - beta2 ** self.iter) / (1.0 - beta1 ** self.iter)
         return lr_t, beta1, beta2
