@@ -154,7 +154,7 @@ def targets(t: Any, n: int, k: int, where: str,
     ``labels`` is int64 (n,) in ``[0, k)``; ``soft`` is None unless ``t`` holds
     target rows that are not one-hot. ``t`` may be
 
-    * integer labels (n,) or (n, 1) (a single label, () or (1,), when
+    * integer labels (n,) or (n, 1) (a single label, (), (1,) or (1, 1), when
       ``one_hot_ndim == 1``);
     * target rows of shape (n, k) ((k,) when ``one_hot_ndim == 1``), numeric
       and finite: one-hot rows, or any others (label smoothing, mixup). As in
@@ -164,7 +164,7 @@ def targets(t: Any, n: int, k: int, where: str,
     """
     t = np.asarray(t)
     rows_shape = (n, k) if one_hot_ndim == 2 else (k,)
-    label_shapes = ((n,), (n, 1)) if one_hot_ndim == 2 else ((), (1,))
+    label_shapes = ((n,), (n, 1)) if one_hot_ndim == 2 else ((), (1,), (1, 1))
     if t.shape == rows_shape and t.ndim == one_hot_ndim:
         if t.dtype.kind not in "biuf":
             raise TypeError(f"{where}: target rows must be numeric, got dtype {t.dtype}")

@@ -280,6 +280,9 @@ def test_softmax_with_loss_labels_shaped_n_by_1(on, rng):
     np.testing.assert_array_equal(layer.backward(), ref.backward())
     one = SoftmaxWithLoss()
     assert one.forward(x[:1], np.array([[3]])) == SoftmaxWithLoss().forward(x[:1], np.array([3]))
+    single = SoftmaxWithLoss()  # one sample (K,): a label (), (1,) or (1, 1)
+    assert single.forward(x[0], np.array([[3]])) == SoftmaxWithLoss().forward(x[0], 3)
+    np.testing.assert_array_equal(single.backward(), one.backward()[0])
 
 
 def test_dropout_mask_is_the_books_draw(on, rng):
