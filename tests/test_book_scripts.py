@@ -9,11 +9,11 @@ per-epoch lists. The scripts themselves are not copied here.
 import numpy as np
 import pytest
 
-import fastzero
 from fastzero.gradient import numerical_gradient, numerical_gradient_2d
-from fastzero.layers import Affine, Convolution, Pooling, SoftmaxWithLoss
+from fastzero.layers import Convolution, Pooling
 from fastzero.nets import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
-from fastzero.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from fastzero.optimizer import SGD, Adam
+from fastzero.trainer import Trainer
 
 # ---------------------------------------------------------------- star imports
 
@@ -374,8 +374,6 @@ def test_trainer_lists_have_the_books_lengths(backend, evaluate):
     """``ch06/overfit_dropout.py``, ``ch07/train_convnet.py``: the scripts plot
     ``train_acc_list``/``test_acc_list`` against ``np.arange(max_epochs)``: one accuracy
     per epoch, one loss per step, ``iter_per_epoch = train_size / mini_batch_size``."""
-    from fastzero.trainer import Trainer
-
     np.random.seed(10)
     x_train, t_train, x_test, t_test = _trainer_data()
     net = MultiLayerNetExtend(10, [8, 8], 3, use_dropout=True, dropout_ration=0.2)
@@ -396,8 +394,6 @@ def test_trainer_run_is_reproduced_by_np_random_seed_alone(backend):
     """``ch06/hyperparameter_optimization.py`` and every Trainer script: no ``seed=``
     argument exists in the book, so ``np.random.seed`` before building the network and
     the Trainer must make the whole run (weights, batches, dropout) reproducible."""
-    from fastzero.trainer import Trainer
-
     def run():
         np.random.seed(11)
         x_train, t_train, x_test, t_test = _trainer_data()
