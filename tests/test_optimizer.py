@@ -278,3 +278,16 @@ def test_gradient_broadcasts_to_the_param_as_in_the_book(on):
     np.testing.assert_array_equal(b, [[0.5, 0.0, -0.5]])
     with pytest.raises(ValueError, match=r"grads\['b'\] has shape \(2,\)"):
         SGD().update(params, {"b": np.ones(2)})
+
+
+def test_float16_param_is_stepped_in_float32_and_written_back_in_place(on, rng):
+    """ch08/half_float_network.py casts parameters to float16: such an array keeps its
+    identity and dtype; the step is computed in float32 and rounded back."""
+    p = rng.standard_normal(5).astype(np.float16)
+    start = p.astype(np.float32)
+    g = rng.standard_normal(5).astype(np.float16)
+    params = {"w": p}
+    Momentum(lr=0.1, momentum=0.9).update(params, {"w": g})
+    assert params["w"] is p and p.dtype == np.float16
+    expected = reference_steps("Momentum", start, [g.astype(np.float32)], lr=0.1, momentum=0.9)
+    np.testing.assert_array_equal(p, expected.astype(np.float16))
