@@ -142,10 +142,20 @@ def test_softmax_and_cross_entropy(rng, dtype, shape):
     loss, y = compare("softmax_cross_entropy_forward", x, t)
     compare("softmax_cross_entropy_backward", 1.0, y, t)
     compare("softmax_cross_entropy_backward", 0.37, y, t)
-    soft = rng.random(shape).astype(dtype)  # target rows (label smoothing, mixup)
-    soft /= soft.sum(axis=1, keepdims=True)
-    compare("softmax_cross_entropy_backward", 1.0, y, soft)
-    compare("softmax_cross_entropy_backward", 0.37, y, soft)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 13), (130, 1), (3, 300), (257, 131)])
+def test_softmax_cross_entropy_backward_with_target_rows(rng, dtype, shape):
+    """Target rows instead of labels (label smoothing, mixup, rows that are not
+    distributions), serial and parallel shapes: ``(y - t) * dout / N`` as the reference."""
+    y = rng.random(shape).astype(dtype)
+    y /= y.sum(axis=1, keepdims=True)
+    smooth = rng.random(shape).astype(dtype)
+    smooth /= smooth.sum(axis=1, keepdims=True)
+    for rows in (smooth, rng.standard_normal(shape).astype(dtype)):
+        compare("softmax_cross_entropy_backward", 1.0, y, rows)
+        compare("softmax_cross_entropy_backward", 0.37, y, rows)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
