@@ -100,6 +100,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        param[i] += momentum_sq * vi\n        param[i] -= lr_ahead * grad[i]\n",
         ("tests/test_optimizer.py::test_nesterov_is_the_books_current_update",),
     ),
+    Mutation(
+        "slices-leave-blas-threaded", "Every matrix product runs with single-threaded BLAS",
+        "fastzero/kernels/numba/_slices.py",
+        "            for lib, _ in _restore:\n                lib.set_num_threads(1)",
+        "            for lib, _ in _restore:\n                pass",
+        ("tests/test_slices.py::test_convolution_products_run_on_the_slice_threads_with_single_threaded_blas",
+         "tests/test_slices.py::test_both_affine_products_run_on_the_slice_threads_with_single_threaded_blas"),
+    ),
+    Mutation(
+        "cache-lock-noop", "Concurrent first use is safe (the cache lock)",
+        "fastzero/kernels/numba/_jit.py",
+        "            fcntl.flock(fd, mode)\n            yield", "            yield",
+        ("tests/test_numba_cache.py::test_processes_compiling_different_signatures_at_once_keep_every_cache_entry",),
+    ),
+    Mutation(
+        "no-tbb", "A process forked after any kernel computes normally (TBB layer)",
+        "fastzero/kernels/_threading_layer.py",
+        "            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)", "            pass",
+        ("tests/test_threads.py::test_numba_runs_on_tbb_even_when_numba_starts_its_threads_first",
+         "tests/test_fork.py::test_fork_child_and_fork_pool_after_a_kernel_family[optim]"),
+    ),
 )
 
 
