@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastzero.kernels.numba import conv_vector
 from fastzero.kernels.numba._jit import jit
 from fastzero.kernels.numba._slices import map_slices
 
@@ -73,6 +74,15 @@ BLOCK_BYTES = 1 << 19
 #: not BLAS: measured faster at 9 to 75 taps, even or slower at 144 (see the
 #: module docstring).
 DIRECT_MAX_TAPS = 75
+
+#: Stride-1 filters with at least this many taps run on the vector tiles of
+#: :mod:`~fastzero.kernels.numba.conv_vector` (see :func:`_vector_path`).
+VECTOR_MIN_TAPS = DIRECT_MAX_TAPS + 1
+
+
+def _vector_path(K: int, FH: int, FW: int, stride: int, pad: int) -> bool:
+    """Whether :mod:`~fastzero.kernels.numba.conv_vector` computes this convolution."""
+    return stride == 1 and pad < min(FH, FW) and K >= VECTOR_MIN_TAPS
 
 
 def _out_size(size: int, filter_size: int, stride: int, pad: int) -> int:
@@ -345,6 +355,8 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     OH, OW = _out_size(H, FH, stride, pad), _out_size(Wd, FW, stride, pad)
     K, P = C * FH * FW, OH * OW
     W2 = W.reshape(FN, K)
+    if _vector_path(K, FH, FW, stride, pad):
+        return conv_vector.conv_forward(x, W, b, pad), x
     out = np.empty((N, FN, P), dtype=x.dtype)
     if K <= DIRECT_MAX_TAPS:
         W2 = np.ascontiguousarray(W2)
@@ -370,6 +382,8 @@ def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int)
     N, FN, OH, OW = dout.shape
     _, C, FH, FW = W.shape
     K, P = C * FH * FW, OH * OW
+    if _vector_path(K, FH, FW, stride, pad):
+        return conv_vector.conv_backward(dout, x, W, pad)
     W2T = np.ascontiguousarray(W.reshape(FN, K).T)
     dout = np.ascontiguousarray(dout).reshape(N, FN, P)
     dx = np.empty(x.shape, dtype=x.dtype)

@@ -1,0 +1,234 @@
+"""Stride-1 convolution on the vector tiles of :mod:`._vector`, without a patch matrix.
+
+A block of ``nb`` samples is copied into a *plane buffer*: channel ``c``
+of the block is plane ``c``, ``L`` elements long, in which sample ``n``
+takes ``Hp*Wp`` elements, ``Hp = H + pad`` rows of ``Wp = W + pad``. The
+``pad`` zeros after each row are the right border of that row and the left
+border of the next, the ``pad`` zero rows after each sample its bottom
+border and the top border of the next (with ``pad`` more rows in front of
+the first): borders shared, the work on them is smaller. A filter tap ``(c, i, j)`` is then the shift ``c*L + i*Wp + j``,
+and output pixel ``(n, oy, ox)`` sits at ``q = n*Hp*Wp + oy*Wp + ox`` of
+an output plane: the convolution is :func:`~._vector.conv_tile` over all
+``q``, the padded positions computed and dropped when the result is
+copied back to ``(N, FN, OH, OW)`` (with the bias). The three products:
+
+* forward: planes of ``x`` padded by ``pad``, filters ``W (FN, C*FH*FW)``;
+* ``dx``: the same product on planes of ``dout`` padded by ``FH-1-pad``
+  (``FW-1-pad``) with the filters flipped and transposed,
+  ``W'[c, (f, i, j)] = W[f, c, FH-1-i, FW-1-j]``: a stride-1 ``dx`` *is* a
+  convolution of ``dout``, so there is no col2im scatter;
+* ``dW[f, (c, i, j)] = sum_q dF[f, q] * xp[c*L + i*Wp + j + q]``
+  (:func:`~._vector.dot_tile`), ``dF`` being ``dout`` laid out on the
+  planes of ``x`` with zeros outside ``OH x OW``.
+
+Remainders are padding, not extra code: filter rows are padded with zero
+filters to a multiple of the tile's rows, taps with repeats of tap 0 whose
+results are dropped, pixels to whole tiles (reading into the next plane or
+the zero tail, only for positions that are dropped). A block is about
+:data:`BLOCK_BYTES` of planes so that they stay in the L2 cache while all
+filters are applied. The threads split the batch
+(:func:`~._slices.map_slices`); each owns its samples of ``out`` and
+``dx`` and sums its own ``dW`` and ``db`` in sample order, reduced in
+slice order: bitwise reproducible for a fixed thread count.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._slices import map_slices
+from fastzero.kernels.numba._vector import CONV_RF, CONV_V, DOT_RF, DOT_RK, conv_tile, dot_tile, lanes
+
+#: Bytes of input and output planes per block of samples.
+BLOCK_BYTES = 1 << 19
+#: Pixels of one weight-gradient sweep: the planes' share stays in L1.
+DOT_CHUNK = 512
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+@jit
+def _scatter(src, top, left, Hp, Wp, L, buf):
+    """``buf[c*L + n*Hp*Wp + (y+top)*Wp + x+left] = src[n, c, y, x]``; the rest of ``buf`` untouched."""
+    N, C, H, W = src.shape
+    for c in range(C):
+        for n in range(N):
+            for y in range(H):
+                dst = buf[c * L + n * Hp * Wp + (y + top) * Wp + left:]
+                row = src[n, c, y]
+                for x in range(W):
+                    dst[x] = row[x]
+
+
+@jit
+def _zero_from(buf, planes, L, start):
+    """Zero ``buf[c*L + start : (c+1)*L]`` for every plane ``c < planes``."""
+    for c in range(planes):
+        buf[c * L + start:(c + 1) * L] = 0
+
+
+@jit
+def _gather(tmp, L, Hp, Wp, b, out):
+    """``out[n, f, y, x] = tmp[f*L + n*Hp*Wp + y*Wp + x] + b[f]``."""
+    N, F, H, W = out.shape
+    for n in range(N):
+        for f in range(F):
+            bf = b[f]
+            for y in range(H):
+                src = tmp[f * L + n * Hp * Wp + y * Wp:]
+                dst = out[n, f, y]
+                for x in range(W):
+                    dst[x] = src[x] + bf
+
+
+@jit
+def _conv_planes(a, offs, w, rows, nq, L, out):
+    """``out[r*L + q] = sum_k w[r*K + k] * a[offs[k] + q]`` for ``r < rows``, ``q < nq`` (whole tiles)."""
+    K = offs.size
+    step = CONV_V * (64 // a.itemsize)
+    for q0 in range(0, nq, step):
+        for r0 in range(0, rows, CONV_RF):
+            conv_tile(a, q0, offs, w, r0 * K, K, out, r0 * L + q0, L)
+
+
+@jit
+def _add_dot_planes(d, rows, a, offs, nq, L, dwv):
+    """``dwv[(r*Kp + k)*lanes + l] += `` lane ``l`` of ``sum_q d[r*L + q] * a[offs[k] + q]``, ``q < nq``."""
+    Kp = offs.size
+    n = 64 // a.itemsize
+    for q0 in range(0, nq, DOT_CHUNK):
+        nv = (min(nq, q0 + DOT_CHUNK) - q0) // n
+        for r0 in range(0, rows, DOT_RF):
+            for k0 in range(0, Kp, DOT_RK):
+                dot_tile(d, r0 * L + q0, L, a, q0, offs, k0, nv, dwv, (r0 * Kp + k0) * n, Kp * n)
+
+
+@jit
+def _add_lane_sums(dwv, dw):
+    """``dw (R, K) += `` the lane sums of ``dwv (R, Kp, lanes)``, lanes in order."""
+    R, K = dw.shape
+    for r in range(R):
+        for k in range(K):
+            s = dwv[r, k, 0]
+            for i in range(1, dwv.shape[2]):
+                s += dwv[r, k, i]
+            dw[r, k] += s
+
+
+@jit
+def _add_bias_grad(dout, db):
+    """``db[f] += dout[:, f].sum()``, samples in order."""
+    N, F, P = dout.shape
+    for n in range(N):
+        for f in range(F):
+            s = dout.dtype.type(0)
+            row = dout[n, f]
+            for p in range(P):
+                s += row[p]
+            db[f] += s
+
+
+class _Planes:
+    """Geometry of the plane buffers of one product: ``ch`` channels of ``Hp x Wp`` per sample."""
+
+    def __init__(self, ch: int, Hp: int, Wp: int, nb: int, fh: int, fw: int, itemsize: int) -> None:
+        self.ch, self.Hp, self.Wp = ch, Hp, Wp
+        tile = CONV_V * lanes(itemsize)
+        self.nq = _round_up(nb * Hp * Wp, tile)  # output positions computed per block
+        self.L = self.nq + (fh - 1) * Wp + fw  # a plane holds every position a tile reads
+        self.size = ch * self.L + tile
+
+    def offsets(self, fh: int, fw: int, count: int | None = None) -> np.ndarray:
+        """Tap shifts ``c*L + i*Wp + j`` in ``(c, i, j)`` order, padded with zeros to ``count``."""
+        c, i, j = np.meshgrid(np.arange(self.ch), np.arange(fh), np.arange(fw), indexing="ij")
+        offs = (c * self.L + i * self.Wp + j).ravel().astype(np.int64)
+        return np.concatenate([offs, np.zeros((count or offs.size) - offs.size, np.int64)])
+
+
+def _block_size(n: int, per_sample: int) -> int:
+    return max(1, min(n, BLOCK_BYTES // per_sample))
+
+
+def _padded_rows(w2: np.ndarray, rows: int) -> np.ndarray:
+    """``w2 (R, K)`` with zero rows appended up to ``rows``, flat."""
+    out = np.zeros((rows, w2.shape[1]), dtype=w2.dtype)
+    out[:w2.shape[0]] = w2
+    return out.ravel()
+
+
+def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, pad: int) -> np.ndarray:
+    """Stride-1 convolution ``(N, FN, OH, OW)`` of ``x (N, C, H, W)`` by ``W (FN, C, FH, FW)`` plus ``b``."""
+    N, C, H, Wd = x.shape
+    FN, _, FH, FW = W.shape
+    Hp, Wp = H + pad, Wd + pad
+    out = np.empty((N, FN, H + 2 * pad - FH + 1, Wd + 2 * pad - FW + 1), dtype=x.dtype)
+    FNp = _round_up(FN, CONV_RF)
+    w = _padded_rows(W.reshape(FN, -1), FNp)
+    nb = _block_size(N, (C + FNp) * Hp * Wp * x.itemsize)
+
+    def work(s0: int, s1: int) -> None:
+        g = _Planes(C, Hp, Wp, nb, FH, FW, x.itemsize)
+        offs = g.offsets(FH, FW)
+        buf, tmp = np.zeros(g.size, dtype=x.dtype), np.empty(FNp * g.L, dtype=x.dtype)
+        for n0 in range(s0, s1, nb):
+            n1 = min(s1, n0 + nb)
+            _scatter(x[n0:n1], pad, pad, Hp, Wp, g.L, buf)
+            _conv_planes(buf, offs, w, FNp, _round_up((n1 - n0) * Hp * Wp, CONV_V * lanes(x.itemsize)), g.L, tmp)
+            _gather(tmp, g.L, Hp, Wp, b, out[n0:n1])
+
+    map_slices(work, N)
+    return out
+
+
+def conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, pad: int):
+    """Gradients ``(dx, dW, db)`` of :func:`conv_forward` given ``dout (N, FN, OH, OW)``.
+
+    Needs ``pad < min(FH, FW)`` (``dx`` is a convolution of ``dout`` padded by ``FH-1-pad``).
+    """
+    N, C, H, Wd = x.shape
+    FN, _, FH, FW = W.shape
+    _, _, OH, OW = dout.shape
+    K = C * FH * FW
+    Hp, Wp = H + pad, Wd + pad  # planes of x, and of dout for dW
+    Hd, Wdd = OH + FH - 1 - pad, OW + FW - 1 - pad  # planes of dout for dx
+    FNp, Cp, Kp = _round_up(FN, DOT_RF), _round_up(C, CONV_RF), _round_up(K, DOT_RK)
+    wt = _padded_rows(np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(C, -1), Cp)
+    no_bias = np.zeros(C, dtype=x.dtype)
+    dout = np.ascontiguousarray(dout)
+    n_lanes = lanes(x.itemsize)
+    per_sample = (C + FNp) * Hp * Wp + (FN + Cp) * Hd * Wdd
+    nb = _block_size(N, per_sample * x.itemsize)
+
+    def work(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
+        gx = _Planes(C, Hp, Wp, nb, FH, FW, x.itemsize)
+        gd = _Planes(FN, Hd, Wdd, nb, FH, FW, x.itemsize)
+        offs_x, offs_d = gx.offsets(FH, FW, Kp), gd.offsets(FH, FW)
+        xbuf, dF = np.zeros(gx.size, dtype=x.dtype), np.zeros(FNp * gx.L, dtype=x.dtype)
+        dbuf, tmp = np.zeros(gd.size, dtype=x.dtype), np.empty(Cp * gd.L, dtype=x.dtype)
+        dwv = np.zeros((FNp, Kp, n_lanes), dtype=x.dtype)
+        db = np.zeros(FN, dtype=x.dtype)
+        for n0 in range(s0, s1, nb):
+            n1 = min(s1, n0 + nb)
+            m = n1 - n0
+            _scatter(x[n0:n1], pad, pad, Hp, Wp, gx.L, xbuf)
+            _scatter(dout[n0:n1], 0, 0, Hp, Wp, gx.L, dF)
+            if m < nb:  # the samples of a fuller block must not count
+                _zero_from(dF, FN, gx.L, m * Hp * Wp)
+            _add_dot_planes(dF, FNp, xbuf, offs_x, _round_up(m * Hp * Wp, n_lanes), gx.L, dwv.ravel())
+            _add_bias_grad(dout[n0:n1].reshape(m, FN, -1), db)
+            _scatter(dout[n0:n1], FH - 1 - pad, FW - 1 - pad, Hd, Wdd, gd.L, dbuf)
+            _conv_planes(dbuf, offs_d, wt, Cp, _round_up(m * Hd * Wdd, CONV_V * n_lanes), gd.L, tmp)
+            _gather(tmp, gd.L, Hd, Wdd, no_bias, dx[n0:n1])
+        dW = np.zeros((FN, K), dtype=x.dtype)
+        _add_lane_sums(dwv[:FN], dW)
+        return dW, db
+
+    dx = np.empty(x.shape, dtype=x.dtype)
+    shares = map_slices(work, N)
+    dW, db = shares[0]
+    for dW_share, db_share in shares[1:]:  # in slice order: the same bits for the same thread count
+        dW += dW_share
+        db += db_share
+    return dx, dW.reshape(W.shape), db
