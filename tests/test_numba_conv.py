@@ -191,7 +191,7 @@ def test_vector_tiles_in_blocks_of_samples_match_reference(rng, monkeypatch, sam
     monkeypatch.setattr(fast, "VECTOR_MIN_TAPS", 0)
     x, Wt, b, dout, stride, pad = make_conv(rng, shape, dtype)
     monkeypatch.setattr(conv_vector, "BLOCK_BYTES", 1)
-    monkeypatch.setattr(conv_vector, "_block_size", lambda n, per_sample: min(n, samples_per_block))
+    monkeypatch.setattr(conv_vector, "_block_size", lambda n, *_: min(n, samples_per_block))
     check_conv(x, Wt, b, dout, stride, pad)
 
 

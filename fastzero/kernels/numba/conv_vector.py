@@ -33,6 +33,8 @@ slice order: bitwise reproducible for a fixed thread count.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from fastzero.kernels.numba._jit import jit
@@ -120,14 +122,49 @@ def _add_lane_sums(dwv, dw):
 @jit
 def _add_bias_grad(dout, db):
     """``db[f] += dout[:, f].sum()``, samples in order."""
-    N, F, P = dout.shape
+    N, F, H, W = dout.shape
     for n in range(N):
         for f in range(F):
             s = dout.dtype.type(0)
-            row = dout[n, f]
-            for p in range(P):
-                s += row[p]
+            for y in range(H):
+                row = dout[n, f, y]
+                for x in range(W):
+                    s += row[x]
             db[f] += s
+
+
+@jit
+def _forward_blocks(x, pad, Hp, Wp, nb, L, w, rows, offs, b, buf, tmp, out):
+    """:func:`conv_forward` of the samples of ``x``, ``nb`` at a time, through the plane buffer ``buf``."""
+    tile = CONV_V * (64 // x.itemsize)
+    for n0 in range(0, x.shape[0], nb):
+        n1 = min(x.shape[0], n0 + nb)
+        _scatter(x[n0:n1], pad, pad, Hp, Wp, L, buf)
+        _conv_planes(buf, offs, w, rows, -(-(n1 - n0) * Hp * Wp // tile) * tile, L, tmp)
+        _gather(tmp, L, Hp, Wp, b, out[n0:n1])
+
+
+@jit
+def _backward_blocks(x, dout, pad, Hp, Wp, Hd, Wd, nb, Lx, Ld, wt, rows, offs_x, offs_d,
+                     xbuf, dF, dbuf, tmp, dwv, db, dx):
+    """:func:`conv_backward` of the samples of ``x``, ``nb`` at a time: ``dx``, and sums into ``dwv`` and ``db``."""
+    N, C = x.shape[0], x.shape[1]
+    FN, FH, FW = dout.shape[1], Hd - dout.shape[2] + 1 + pad, Wd - dout.shape[3] + 1 + pad
+    n = 64 // x.itemsize
+    tile = CONV_V * n
+    no_bias = np.zeros(C, dtype=x.dtype)
+    for n0 in range(0, N, nb):
+        n1 = min(N, n0 + nb)
+        m = n1 - n0
+        _scatter(x[n0:n1], pad, pad, Hp, Wp, Lx, xbuf)
+        _scatter(dout[n0:n1], 0, 0, Hp, Wp, Lx, dF)
+        if m < nb:  # the samples of a fuller block must not count
+            _zero_from(dF, FN, Lx, m * Hp * Wp)
+        _add_dot_planes(dF, dwv.shape[0], xbuf, offs_x, -(-m * Hp * Wp // n) * n, Lx, dwv.ravel())
+        _add_bias_grad(dout[n0:n1], db)
+        _scatter(dout[n0:n1], FH - 1 - pad, FW - 1 - pad, Hd, Wd, Ld, dbuf)
+        _conv_planes(dbuf, offs_d, wt, rows, -(-m * Hd * Wd // tile) * tile, Ld, tmp)
+        _gather(tmp, Ld, Hd, Wd, no_bias, dx[n0:n1])
 
 
 class _Planes:
@@ -140,15 +177,34 @@ class _Planes:
         self.L = self.nq + (fh - 1) * Wp + fw  # a plane holds every position a tile reads
         self.size = ch * self.L + tile
 
-    def offsets(self, fh: int, fw: int, count: int | None = None) -> np.ndarray:
+    def offsets(self, fh: int, fw: int, count: int = 0) -> np.ndarray:
         """Tap shifts ``c*L + i*Wp + j`` in ``(c, i, j)`` order, padded with zeros to ``count``."""
-        c, i, j = np.meshgrid(np.arange(self.ch), np.arange(fh), np.arange(fw), indexing="ij")
-        offs = (c * self.L + i * self.Wp + j).ravel().astype(np.int64)
-        return np.concatenate([offs, np.zeros((count or offs.size) - offs.size, np.int64)])
+        return _offsets(self.ch, self.L, self.Wp, fh, fw, count)
 
 
-def _block_size(n: int, per_sample: int) -> int:
-    return max(1, min(n, BLOCK_BYTES // per_sample))
+@functools.lru_cache(maxsize=64)
+def _offsets(ch: int, L: int, Wp: int, fh: int, fw: int, count: int) -> np.ndarray:
+    c, i, j = np.meshgrid(np.arange(ch), np.arange(fh), np.arange(fw), indexing="ij")
+    offs = (c * L + i * Wp + j).ravel().astype(np.int64)
+    offs = np.concatenate([offs, np.zeros(max(0, count - offs.size), np.int64)])
+    offs.flags.writeable = False
+    return offs
+
+
+@functools.lru_cache(maxsize=256)
+def _block_size(n: int, per_sample: int, positions: int, tile: int) -> int:
+    """Samples per block for ``n`` samples of ``per_sample`` bytes and ``positions`` outputs each.
+
+    At most :data:`BLOCK_BYTES` of planes; among those sizes, the one that
+    computes the fewest positions in all (each block is rounded up to whole
+    tiles), the largest of equals.
+    """
+    best, best_cost = 1, None
+    for nb in range(1, max(1, min(n, BLOCK_BYTES // per_sample)) + 1):
+        cost = n // nb * _round_up(nb * positions, tile) + _round_up(n % nb * positions, tile)
+        if best_cost is None or cost <= best_cost:
+            best, best_cost = nb, cost
+    return best
 
 
 def _padded_rows(w2: np.ndarray, rows: int) -> np.ndarray:
@@ -166,17 +222,13 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, pad: int) -> np.nd
     out = np.empty((N, FN, H + 2 * pad - FH + 1, Wd + 2 * pad - FW + 1), dtype=x.dtype)
     FNp = _round_up(FN, CONV_RF)
     w = _padded_rows(W.reshape(FN, -1), FNp)
-    nb = _block_size(N, (C + FNp) * Hp * Wp * x.itemsize)
+    tile = CONV_V * lanes(x.itemsize)
 
     def work(s0: int, s1: int) -> None:
+        nb = _block_size(s1 - s0, (C + FNp) * Hp * Wp * x.itemsize, Hp * Wp, tile)
         g = _Planes(C, Hp, Wp, nb, FH, FW, x.itemsize)
-        offs = g.offsets(FH, FW)
         buf, tmp = np.zeros(g.size, dtype=x.dtype), np.empty(FNp * g.L, dtype=x.dtype)
-        for n0 in range(s0, s1, nb):
-            n1 = min(s1, n0 + nb)
-            _scatter(x[n0:n1], pad, pad, Hp, Wp, g.L, buf)
-            _conv_planes(buf, offs, w, FNp, _round_up((n1 - n0) * Hp * Wp, CONV_V * lanes(x.itemsize)), g.L, tmp)
-            _gather(tmp, g.L, Hp, Wp, b, out[n0:n1])
+        _forward_blocks(x[s0:s1], pad, Hp, Wp, nb, g.L, w, FNp, g.offsets(FH, FW), b, buf, tmp, out[s0:s1])
 
     map_slices(work, N)
     return out
@@ -195,32 +247,20 @@ def conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, pad: int):
     Hd, Wdd = OH + FH - 1 - pad, OW + FW - 1 - pad  # planes of dout for dx
     FNp, Cp, Kp = _round_up(FN, DOT_RF), _round_up(C, CONV_RF), _round_up(K, DOT_RK)
     wt = _padded_rows(np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(C, -1), Cp)
-    no_bias = np.zeros(C, dtype=x.dtype)
     dout = np.ascontiguousarray(dout)
-    n_lanes = lanes(x.itemsize)
-    per_sample = (C + FNp) * Hp * Wp + (FN + Cp) * Hd * Wdd
-    nb = _block_size(N, per_sample * x.itemsize)
+    tile = CONV_V * lanes(x.itemsize)
+    per_sample = ((C + FNp) * Hp * Wp + (FN + Cp) * Hd * Wdd) * x.itemsize
 
     def work(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
+        nb = _block_size(s1 - s0, per_sample, Hd * Wdd, tile)
         gx = _Planes(C, Hp, Wp, nb, FH, FW, x.itemsize)
         gd = _Planes(FN, Hd, Wdd, nb, FH, FW, x.itemsize)
-        offs_x, offs_d = gx.offsets(FH, FW, Kp), gd.offsets(FH, FW)
         xbuf, dF = np.zeros(gx.size, dtype=x.dtype), np.zeros(FNp * gx.L, dtype=x.dtype)
         dbuf, tmp = np.zeros(gd.size, dtype=x.dtype), np.empty(Cp * gd.L, dtype=x.dtype)
-        dwv = np.zeros((FNp, Kp, n_lanes), dtype=x.dtype)
+        dwv = np.zeros((FNp, Kp, lanes(x.itemsize)), dtype=x.dtype)
         db = np.zeros(FN, dtype=x.dtype)
-        for n0 in range(s0, s1, nb):
-            n1 = min(s1, n0 + nb)
-            m = n1 - n0
-            _scatter(x[n0:n1], pad, pad, Hp, Wp, gx.L, xbuf)
-            _scatter(dout[n0:n1], 0, 0, Hp, Wp, gx.L, dF)
-            if m < nb:  # the samples of a fuller block must not count
-                _zero_from(dF, FN, gx.L, m * Hp * Wp)
-            _add_dot_planes(dF, FNp, xbuf, offs_x, _round_up(m * Hp * Wp, n_lanes), gx.L, dwv.ravel())
-            _add_bias_grad(dout[n0:n1].reshape(m, FN, -1), db)
-            _scatter(dout[n0:n1], FH - 1 - pad, FW - 1 - pad, Hd, Wdd, gd.L, dbuf)
-            _conv_planes(dbuf, offs_d, wt, Cp, _round_up(m * Hd * Wdd, CONV_V * n_lanes), gd.L, tmp)
-            _gather(tmp, gd.L, Hd, Wdd, no_bias, dx[n0:n1])
+        _backward_blocks(x[s0:s1], dout[s0:s1], pad, Hp, Wp, Hd, Wdd, nb, gx.L, gd.L, wt, Cp,
+                         gx.offsets(FH, FW, Kp), gd.offsets(FH, FW), xbuf, dF, dbuf, tmp, dwv, db, dx[s0:s1])
         dW = np.zeros((FN, K), dtype=x.dtype)
         _add_lane_sums(dwv[:FN], dW)
         return dW, db
