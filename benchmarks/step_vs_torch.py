@@ -39,6 +39,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=9)
     p.add_argument("--nets", default="SimpleConvNet,DeepConvNet")
     p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--only", choices=["fastzero", "torch"],
+                   help="time one system (at 2+ threads run each in its own process, alternating)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time by the calling thread's CPU time (1 thread on a shared machine)")
     args = p.parse_args()
@@ -74,14 +76,18 @@ def main() -> None:
                 topt.zero_grad()
                 torch.nn.functional.cross_entropy(tnet(tx), tt).backward()
                 topt.step()
-            fz(), pt(), fz(), pt()
+            systems = [("fz", fz), ("pt", pt)]
+            if args.only:
+                systems = [systems[args.only == "torch"]]
+            for _, f in systems + systems:
+                f()
             ts = {"fz": [], "pt": []}
             for _ in range(args.reps):
-                for k, f in (("fz", fz), ("pt", pt)):
+                for k, f in systems:
                     t0 = CLOCK()
                     f()
                     ts[k].append(CLOCK() - t0)
-            a, b = (1e3 * float(np.median(ts[k])) for k in ("fz", "pt"))
+            a, b = (1e3 * float(np.median(ts[k])) if ts[k] else float("nan") for k in ("fz", "pt"))
             print(f"{name:14s} {dts:8s} fastzero {a:7.2f} ms  PyTorch {b:7.2f} ms  PyTorch/fastzero {b / a:5.2f}")
 
 

@@ -69,31 +69,31 @@ def _broadcast(builder, value, vec):
 
 
 @intrinsic
-def conv_tile(typingctx, a, a0, offs, w, w0, ldw, out, o0, ldo):
-    """``out[o0 + r*ldo + p] = sum_k w[w0 + r*ldw + k] * a[a0 + offs[k] + p]``.
+def conv_tile(typingctx, a, a0, offs, w, w0, ldk, out, o0, ldo):
+    """``out[o0 + r*ldo + p] = sum_k w[w0 + k*ldk + r] * a[a0 + offs[k] + p]``.
 
     For ``r < CONV_RF`` filters and ``p < CONV_V * L`` pixels; ``k`` runs
     over ``offs`` (int64) in order. ``a``, ``w``, ``out`` are flat, of one
     float dtype; every index read or written must be in bounds.
     """
-    sig = types.void(a, a0, offs, w, w0, ldw, out, o0, ldo)
+    sig = types.void(a, a0, offs, w, w0, ldk, out, o0, ldo)
 
     def codegen(context, builder, signature, args):
         (ap, offp, wp, outp), vec, n, fma, align = _setup(
             context, builder, _reorder(signature, (0, 2, 3, 6)), _pick(args, (0, 2, 3, 6)), 4
         )
-        a0v, w0v, ldwv, o0v, ldov = args[1], args[4], args[5], args[7], args[8]
+        a0v, w0v, ldkv, o0v, ldov = args[1], args[4], args[5], args[7], args[8]
         intp = context.get_value_type(types.intp)
         nk = context.make_array(signature.args[2])(context, builder, args[2]).nitems
         zero = ir.Constant(vec, [ir.Constant(vec.element, 0.0)] * n)
         acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(CONV_V)] for _ in range(CONV_RF)]
-        wrow = [builder.add(w0v, builder.mul(ldwv, ir.Constant(intp, r))) for r in range(CONV_RF)]
         with cgutils.for_range(builder, nk) as loop:
             k = loop.index
             base = builder.add(a0v, builder.load(builder.gep(offp, [k])))
             xs = [_vload(builder, ap, builder.add(base, ir.Constant(intp, v * n)), vec, align) for v in range(CONV_V)]
+            wk = builder.add(w0v, builder.mul(k, ldkv))
             for r in range(CONV_RF):
-                ws = _broadcast(builder, builder.load(builder.gep(wp, [builder.add(wrow[r], k)])), vec)
+                ws = _broadcast(builder, builder.load(builder.gep(wp, [builder.add(wk, ir.Constant(intp, r))])), vec)
                 for v in range(CONV_V):
                     builder.store(builder.call(fma, [ws, xs[v], builder.load(acc[r][v])]), acc[r][v])
         for r in range(CONV_RF):

@@ -87,12 +87,11 @@ def _gather(tmp, L, Hp, Wp, b, out):
 
 @jit
 def _conv_planes(a, offs, w, rows, nq, L, out):
-    """``out[r*L + q] = sum_k w[r*K + k] * a[offs[k] + q]`` for ``r < rows``, ``q < nq`` (whole tiles)."""
-    K = offs.size
+    """``out[r*L + q] = sum_k w[k*rows + r] * a[offs[k] + q]`` for ``r < rows``, ``q < nq`` (whole tiles)."""
     step = CONV_V * (64 // a.itemsize)
     for q0 in range(0, nq, step):
         for r0 in range(0, rows, CONV_RF):
-            conv_tile(a, q0, offs, w, r0 * K, K, out, r0 * L + q0, L)
+            conv_tile(a, q0, offs, w, r0, rows, out, r0 * L + q0, L)
 
 
 @jit
@@ -207,10 +206,10 @@ def _block_size(n: int, per_sample: int, positions: int, tile: int) -> int:
     return best
 
 
-def _padded_rows(w2: np.ndarray, rows: int) -> np.ndarray:
-    """``w2 (R, K)`` with zero rows appended up to ``rows``, flat."""
-    out = np.zeros((rows, w2.shape[1]), dtype=w2.dtype)
-    out[:w2.shape[0]] = w2
+def _padded_columns(w2: np.ndarray, rows: int) -> np.ndarray:
+    """``w2 (R, K)`` with zero rows appended up to ``rows``, transposed to ``(K, rows)``, flat."""
+    out = np.zeros((w2.shape[1], rows), dtype=w2.dtype)
+    out[:, :w2.shape[0]] = w2.T
     return out.ravel()
 
 
@@ -221,7 +220,7 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, pad: int) -> np.nd
     Hp, Wp = H + pad, Wd + pad
     out = np.empty((N, FN, H + 2 * pad - FH + 1, Wd + 2 * pad - FW + 1), dtype=x.dtype)
     FNp = _round_up(FN, CONV_RF)
-    w = _padded_rows(W.reshape(FN, -1), FNp)
+    w = _padded_columns(W.reshape(FN, -1), FNp)
     tile = CONV_V * lanes(x.itemsize)
 
     def work(s0: int, s1: int) -> None:
@@ -246,7 +245,7 @@ def conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, pad: int):
     Hp, Wp = H + pad, Wd + pad  # planes of x, and of dout for dW
     Hd, Wdd = OH + FH - 1 - pad, OW + FW - 1 - pad  # planes of dout for dx
     FNp, Cp, Kp = _round_up(FN, DOT_RF), _round_up(C, CONV_RF), _round_up(K, DOT_RK)
-    wt = _padded_rows(np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(C, -1), Cp)
+    wt = _padded_columns(np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(C, -1), Cp)
     dout = np.ascontiguousarray(dout)
     tile = CONV_V * lanes(x.itemsize)
     per_sample = ((C + FNp) * Hp * Wp + (FN + Cp) * Hd * Wdd) * x.itemsize
