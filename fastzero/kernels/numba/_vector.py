@@ -24,8 +24,8 @@ taps: per tap, ``V`` unaligned vector loads of ``a``, ``RF`` broadcasts of
 a weight and ``RF*V`` FMAs. :func:`dot_tile` is the transposed product,
 the weight gradient ``dw[f, k] = sum_q d[f, q] * a[q + offs[k]]``: ``RF``
 rows of ``d`` by ``RK`` taps as ``RF*RK`` vector accumulators over the
-``q`` loop (per step ``RF + RK`` loads, ``RF*RK`` FMAs), added as vectors
-into per-lane partial sums that the caller sums across lanes once. Both fix the order of every sum: results are the
+``q`` loop (per step ``RF + RK`` loads, ``RF*RK`` FMAs), each summed
+across its lanes once at the end. Both fix the order of every sum: results are the
 same bits on every run.
 """
 from __future__ import annotations
@@ -108,11 +108,11 @@ def conv_tile(typingctx, a, a0, offs, w, w0, ldk, out, o0, ldo):
 
 @intrinsic
 def dot_tile(typingctx, d, d0, ldd, a, a0, offs, k0, nvec, dw, dw0, lddw):
-    """``dw[dw0 + r*lddw + t*L + l] += sum_p d[d0 + r*ldd + p] * a[a0 + offs[k0 + t] + p]``.
+    """``dw[dw0 + r*lddw + t] += sum_p d[d0 + r*ldd + p] * a[a0 + offs[k0 + t] + p]``.
 
-    For ``r < DOT_RF`` rows of ``d``, ``t < DOT_RK`` taps and, in lane ``l``,
-    the pixels ``p = l, l + L, ... < nvec * L`` in order: the lanes are
-    summed later, by the caller.
+    For ``r < DOT_RF`` rows of ``d``, ``t < DOT_RK`` taps and
+    ``p < nvec * L``: lane ``l`` sums the pixels ``l, l + L, ...`` in
+    order, then the lanes are summed by :func:`_lane_sum`.
     """
     sig = types.void(d, d0, ldd, a, a0, offs, k0, nvec, dw, dw0, lddw)
 
@@ -139,11 +139,23 @@ def dot_tile(typingctx, d, d0, ldd, a, a0, offs, k0, nvec, dw, dw0, lddw):
         for r in range(DOT_RF):
             row = builder.add(dw0v, builder.mul(lddwv, ir.Constant(intp, r)))
             for t in range(DOT_RK):
-                dst = builder.bitcast(builder.gep(dwp, [builder.add(row, ir.Constant(intp, t * n))]), vec.as_pointer())
-                builder.store(builder.fadd(builder.load(dst, align=align), builder.load(acc[r][t])), dst, align=align)
+                dst = builder.gep(dwp, [builder.add(row, ir.Constant(intp, t))])
+                builder.store(builder.fadd(builder.load(dst), _lane_sum(builder, builder.load(acc[r][t]))), dst)
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _lane_sum(builder, v):
+    """Sum of the lanes of ``v`` by halving: lanes ``i`` and ``i + width/2`` added until one is left."""
+    i32 = ir.IntType(32)
+    width = v.type.count
+    while width > 1:
+        width //= 2
+        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, width), list(range(width))))
+        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, width), list(range(width, 2 * width))))
+        v = builder.fadd(lo, hi)
+    return builder.extract_element(v, ir.Constant(i32, 0))
 
 
 def _pick(args, idx):

@@ -43,8 +43,6 @@ from fastzero.kernels.numba._vector import CONV_RF, CONV_V, DOT_RF, DOT_RK, conv
 
 #: Bytes of input and output planes per block of samples.
 BLOCK_BYTES = 1 << 19
-#: Pixels of one weight-gradient sweep: the planes' share stays in L1.
-DOT_CHUNK = 512
 
 
 def _round_up(n: int, m: int) -> int:
@@ -95,27 +93,13 @@ def _conv_planes(a, offs, w, rows, nq, L, out):
 
 
 @jit
-def _add_dot_planes(d, rows, a, offs, nq, L, dwv):
-    """``dwv[(r*Kp + k)*lanes + l] += `` lane ``l`` of ``sum_q d[r*L + q] * a[offs[k] + q]``, ``q < nq``."""
+def _add_dot_planes(d, rows, a, offs, nq, L, dw):
+    """``dw[r*Kp + k] += sum_q d[r*L + q] * a[offs[k] + q]`` for ``r < rows``, ``q < nq`` (whole vectors)."""
     Kp = offs.size
-    n = 64 // a.itemsize
-    for q0 in range(0, nq, DOT_CHUNK):
-        nv = (min(nq, q0 + DOT_CHUNK) - q0) // n
-        for r0 in range(0, rows, DOT_RF):
-            for k0 in range(0, Kp, DOT_RK):
-                dot_tile(d, r0 * L + q0, L, a, q0, offs, k0, nv, dwv, (r0 * Kp + k0) * n, Kp * n)
-
-
-@jit
-def _add_lane_sums(dwv, dw):
-    """``dw (R, K) += `` the lane sums of ``dwv (R, Kp, lanes)``, lanes in order."""
-    R, K = dw.shape
-    for r in range(R):
-        for k in range(K):
-            s = dwv[r, k, 0]
-            for i in range(1, dwv.shape[2]):
-                s += dwv[r, k, i]
-            dw[r, k] += s
+    nv = nq // (64 // a.itemsize)
+    for r0 in range(0, rows, DOT_RF):
+        for k0 in range(0, Kp, DOT_RK):
+            dot_tile(d, r0 * L, L, a, 0, offs, k0, nv, dw, r0 * Kp + k0, Kp)
 
 
 @jit
@@ -145,8 +129,8 @@ def _forward_blocks(x, pad, Hp, Wp, nb, L, w, rows, offs, b, buf, tmp, out):
 
 @jit
 def _backward_blocks(x, dout, pad, Hp, Wp, Hd, Wd, nb, Lx, Ld, wt, rows, offs_x, offs_d,
-                     xbuf, dF, dbuf, tmp, dwv, db, dx):
-    """:func:`conv_backward` of the samples of ``x``, ``nb`` at a time: ``dx``, and sums into ``dwv`` and ``db``."""
+                     xbuf, dF, dbuf, tmp, dw, db, dx):
+    """:func:`conv_backward` of the samples of ``x``, ``nb`` at a time: ``dx``, and sums into ``dw`` and ``db``."""
     N, C = x.shape[0], x.shape[1]
     FN, FH, FW = dout.shape[1], Hd - dout.shape[2] + 1 + pad, Wd - dout.shape[3] + 1 + pad
     n = 64 // x.itemsize
@@ -159,7 +143,7 @@ def _backward_blocks(x, dout, pad, Hp, Wp, Hd, Wd, nb, Lx, Ld, wt, rows, offs_x,
         _scatter(dout[n0:n1], 0, 0, Hp, Wp, Lx, dF)
         if m < nb:  # the samples of a fuller block must not count
             _zero_from(dF, FN, Lx, m * Hp * Wp)
-        _add_dot_planes(dF, dwv.shape[0], xbuf, offs_x, -(-m * Hp * Wp // n) * n, Lx, dwv.ravel())
+        _add_dot_planes(dF, dw.shape[0], xbuf, offs_x, -(-m * Hp * Wp // n) * n, Lx, dw.ravel())
         _add_bias_grad(dout[n0:n1], db)
         _scatter(dout[n0:n1], FH - 1 - pad, FW - 1 - pad, Hd, Wd, Ld, dbuf)
         _conv_planes(dbuf, offs_d, wt, rows, -(-m * Hd * Wd // tile) * tile, Ld, tmp)
@@ -256,17 +240,14 @@ def conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, pad: int):
         gd = _Planes(FN, Hd, Wdd, nb, FH, FW, x.itemsize)
         xbuf, dF = np.zeros(gx.size, dtype=x.dtype), np.zeros(FNp * gx.L, dtype=x.dtype)
         dbuf, tmp = np.zeros(gd.size, dtype=x.dtype), np.empty(Cp * gd.L, dtype=x.dtype)
-        dwv = np.zeros((FNp, Kp, lanes(x.itemsize)), dtype=x.dtype)
-        db = np.zeros(FN, dtype=x.dtype)
+        dw, db = np.zeros((FNp, Kp), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
         _backward_blocks(x[s0:s1], dout[s0:s1], pad, Hp, Wp, Hd, Wdd, nb, gx.L, gd.L, wt, Cp,
-                         gx.offsets(FH, FW, Kp), gd.offsets(FH, FW), xbuf, dF, dbuf, tmp, dwv, db, dx[s0:s1])
-        dW = np.zeros((FN, K), dtype=x.dtype)
-        _add_lane_sums(dwv[:FN], dW)
-        return dW, db
+                         gx.offsets(FH, FW, Kp), gd.offsets(FH, FW), xbuf, dF, dbuf, tmp, dw, db, dx[s0:s1])
+        return dw[:FN, :K], db
 
     dx = np.empty(x.shape, dtype=x.dtype)
     shares = map_slices(work, N)
-    dW, db = shares[0]
+    dW, db = shares[0][0].copy(), shares[0][1]
     for dW_share, db_share in shares[1:]:  # in slice order: the same bits for the same thread count
         dW += dW_share
         db += db_share
