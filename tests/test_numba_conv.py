@@ -209,3 +209,22 @@ def test_filters_by_taps_and_stride(rng, monkeypatch):
         x, Wt, b, _, stride, pad = make_conv(rng, shape, np.float64)
         fast.conv_forward(x, Wt, b, stride, pad)
         assert calls == [expected], shape
+
+
+@pytest.mark.parametrize("cpu, features, expected", [
+    ("haswell", "+avx2,+fma", "True"),
+    ("haswell", "", "True"),
+    ("x86-64", "+sse2,+avx", "False"),
+    ("generic", "", "False"),  # a portable cache: no FMA instruction, llvm.fma would be a call per element
+])
+def test_vector_tiles_only_for_fma_targets(cpu, features, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    if cpu is not None:
+        env.update(NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=features)
+    code = "from fastzero.kernels.numba import conv; print(conv._vector_path(144, 3, 3, 1, 1))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

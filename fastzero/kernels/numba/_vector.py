@@ -6,7 +6,10 @@ convolution's inner loop. These building blocks are written with
 ``<L x float>`` / ``<L x double>`` vectors and ``llvm.fma`` directly, with
 ``L`` lanes filling 64 bytes (16 float32 or 8 float64, one zmm register).
 On a CPU without AVX-512 LLVM splits each vector into two (AVX2) or four
-(SSE) registers; the arithmetic and its order are the same.
+(SSE) registers; the arithmetic and its order are the same. Without FMA
+instructions (``NUMBA_CPU_NAME=generic``, pre-2013 CPUs) ``llvm.fma``
+becomes a library call per element, correct but ten times slower than
+BLAS: :func:`fma_target` tells callers to take another path then.
 
 Both tiles work on *flat* arrays along a "pixel" axis ``q``, where a
 channel's image (or a block of images) lies contiguously, one padded row
@@ -27,9 +30,17 @@ rows of ``d`` by ``RK`` taps as ``RF*RK`` vector accumulators over the
 ``q`` loop (per step ``RF + RK`` loads, ``RF*RK`` FMAs), each summed
 across its lanes once at the end. Both fix the order of every sum: results are the
 same bits on every run.
+
+numba caches a kernel keyed on its own source file: the kernels that call
+these tiles do not notice an edit of this module alone (clear the cache,
+``__pycache__/*.nbi``, after changing the tiles or their constants).
 """
 from __future__ import annotations
 
+import functools
+
+import llvmlite.binding as llvm
+import numba
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
@@ -38,6 +49,18 @@ from numba.extending import intrinsic
 CONV_RF, CONV_V = 4, 6
 #: Filters by taps per :func:`dot_tile` (accumulators: RF*RK).
 DOT_RF, DOT_RK = 4, 6
+
+
+@functools.lru_cache(maxsize=None)
+def fma_target() -> bool:
+    """Whether numba compiles for a CPU with FMA instructions (the host's, or ``NUMBA_CPU_NAME``/``_FEATURES``)."""
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        features = llvm.get_host_cpu_features().flatten()
+    if features:
+        return "+fma" in features.split(",")
+    # NUMBA_CPU_NAME alone: LLVM takes the features that CPU name implies.
+    return numba.config.CPU_NAME not in (None, "generic", "x86-64")
 
 
 def lanes(itemsize: int) -> int:
