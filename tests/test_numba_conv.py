@@ -212,12 +212,12 @@ def test_filters_by_taps_and_stride(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("cpu, features, expected", [
-    ("haswell", "+avx2,+fma", "True"),
-    ("haswell", "", "True"),
-    ("x86-64", "+sse2,+avx", "False"),
-    ("generic", "", "False"),  # a portable cache: no FMA instruction, llvm.fma would be a call per element
+    ("znver4", "+avx2,+fma,+avx512f,+avx512vl", "True"),
+    ("haswell", "+avx2,+fma", "False"),  # the tiles' accumulators would spill
+    ("skylake-avx512", "", "False"),  # no feature list: not known to have AVX-512F
+    ("generic", "", "False"),  # a portable cache: llvm.fma would be a call per element
 ])
-def test_vector_tiles_only_for_fma_targets(cpu, features, expected):
+def test_vector_tiles_only_for_avx512_targets(cpu, features, expected):
     import os
     import subprocess
     import sys

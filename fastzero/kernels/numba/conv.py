@@ -65,7 +65,7 @@ import numpy as np
 from fastzero.kernels.numba import conv_vector
 from fastzero.kernels.numba._jit import jit
 from fastzero.kernels.numba._slices import map_slices
-from fastzero.kernels.numba._vector import fma_target
+from fastzero.kernels.numba._vector import vector_target
 
 
 #: Bytes of patch matrix per block of samples (see the module docstring).
@@ -83,7 +83,7 @@ VECTOR_MIN_TAPS = DIRECT_MAX_TAPS + 1
 
 def _vector_path(K: int, FH: int, FW: int, stride: int, pad: int) -> bool:
     """Whether :mod:`~fastzero.kernels.numba.conv_vector` computes this convolution."""
-    return stride == 1 and pad < min(FH, FW) and K >= VECTOR_MIN_TAPS and fma_target()
+    return stride == 1 and pad < min(FH, FW) and K >= VECTOR_MIN_TAPS and vector_target()
 
 
 def _out_size(size: int, filter_size: int, stride: int, pad: int) -> int:
