@@ -43,7 +43,13 @@ def main() -> None:
                    help="time one system (at 2+ threads run each in its own process, alternating)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time by the calling thread's CPU time (1 thread on a shared machine)")
+    p.add_argument("--no-vector", action="store_true",
+                   help="convolutions without the vector tiles (BLAS and loops), for comparison")
     args = p.parse_args()
+    if args.no_vector:
+        from fastzero.kernels.numba import conv
+
+        conv.VECTOR_MIN_TAPS = 1 << 62
     if args.cpu_time:
         global CLOCK
         CLOCK = time.thread_time
