@@ -228,3 +228,21 @@ def test_vector_tiles_only_for_avx512_targets(cpu, features, expected):
     code = "from fastzero.kernels.numba import conv; print(conv._vector_path(144, 3, 3, 1, 1))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_vector_tiles_do_not_depend_on_array_alignment(rng, dtype):
+    """Inputs starting 0-3 elements into their buffers: bitwise-equal results."""
+    x, Wt, b, dout, stride, pad = make_conv(rng, (5, 16, 9, 11, 8, 3, 3, 1, 1), dtype)
+    assert fast._vector_path(16 * 9, 3, 3, stride, pad)
+
+    def shifted(a, offset):
+        buf = np.empty(a.size + 8, dtype=a.dtype)
+        view = buf[offset:offset + a.size].reshape(a.shape)
+        view[...] = a
+        return view
+
+    runs = [conv_step(*(shifted(a, k) for a in (x, Wt, b, dout)), stride, pad) for k in range(4)]
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            np.testing.assert_array_equal(a, b)
