@@ -37,6 +37,7 @@ import functools
 
 import numpy as np
 
+from fastzero.kernels._geometry import output_size
 from fastzero.kernels.numba._jit import jit
 from fastzero.kernels.numba._slices import map_slices
 from fastzero.kernels.numba._vector import CONV_RF, CONV_V, DOT_RF, DOT_RK, conv_tile, dot_tile, lanes
@@ -202,7 +203,7 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, pad: int) -> np.nd
     N, C, H, Wd = x.shape
     FN, _, FH, FW = W.shape
     Hp, Wp = H + pad, Wd + pad
-    out = np.empty((N, FN, H + 2 * pad - FH + 1, Wd + 2 * pad - FW + 1), dtype=x.dtype)
+    out = np.empty((N, FN, output_size(H, FH, 1, pad), output_size(Wd, FW, 1, pad)), dtype=x.dtype)
     FNp = _round_up(FN, CONV_RF)
     w = _padded_columns(W.reshape(FN, -1), FNp)
     tile = CONV_V * lanes(x.itemsize)
