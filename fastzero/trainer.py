@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys  # noqa: F401  (exported, as the book's module's)
 import time
 from typing import Any, Mapping
 
@@ -35,8 +36,13 @@ import numpy as np
 
 from fastzero import _validate, blocks, checkpoint
 from fastzero import optimizer as _optimizers
+from fastzero.optimizer import *  # noqa: F401,F403  (the book's trainer.py exports them too)
+from fastzero.optimizer import __all__ as _optimizer_all
 
-__all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS", "LR_SCHEDULES"]
+#: The book's module has no ``__all__``: a star import of it gives a script
+#: the optimizers, ``np``, ``os`` and ``sys`` as well.
+__all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS", "LR_SCHEDULES", *_optimizer_all,
+           "os", "sys"]
 
 #: Optimizer names accepted by ``Trainer(optimizer=...)`` (case-insensitive).
 OPTIMIZERS: dict[str, type] = {

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from fastzero import _backend
-from fastzero.layers import BatchNormalization, Convolution, Dropout
+from fastzero.blocks import Block
+from fastzero.layers import BatchNormalization, Convolution, Dropout, SpatialBatchNormalization
 
 __all__ = ["filters_figure", "grad_cam", "grad_cam_figure", "misclassified", "misclassified_figure"]
 
@@ -55,8 +56,13 @@ def _inference_backward(layer: Any, dout: np.ndarray) -> np.ndarray:
     if isinstance(layer, Dropout):  # inference output is x * (1 - ratio)
         return dout * dout.dtype.type(1 - layer.dropout_ratio)
     if isinstance(layer, BatchNormalization):  # inference: (x - mean) / std * gamma + beta
-        scale = layer.gamma / np.sqrt(layer.running_var + layer.eps)
-        return (dout.reshape(len(dout), -1) * scale.astype(dout.dtype)).reshape(dout.shape)
+        scale = (layer.gamma / np.sqrt(layer.running_var + layer.eps)).astype(dout.dtype)
+        if isinstance(layer, SpatialBatchNormalization):  # per channel of (N, C, H, W)
+            return dout * scale[None, :, None, None]
+        return (dout.reshape(len(dout), -1) * scale).reshape(dout.shape)
+    if isinstance(layer, Block):
+        raise ValueError(f"grad_cam: cannot differentiate through the block {type(layer).__name__} "
+                         "in inference mode; choose a layer after it")
     return layer.backward(dout)
 
 

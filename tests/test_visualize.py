@@ -142,3 +142,39 @@ def test_figures_draw(tmp_path):
         path = tmp_path / f"{name}.png"
         fig.savefig(path)
         assert path.stat().st_size > 1000
+
+
+def test_grad_cam_through_spatial_batch_norm_and_the_error_for_blocks(backend):
+    """A top-level per-channel batch norm (ResNet's stem) is differentiated in
+    inference mode; a residual block after the chosen layer is refused by name."""
+    from fastzero.nets import ResNet
+
+    network = ResNet(input_dim=(1, 8, 8), channels=(2, 3), output_size=4, seed=0)
+    for name, buffer in network.buffers.items():  # statistics unlike the initial 0 and 1
+        low = 0.5 if name.endswith("var") else -1.5  # a negative mean keeps units active
+        buffer[...] = np.random.default_rng(len(name)).uniform(low, low + 1, buffer.shape)
+    x = _images(2, size=8)
+    with pytest.raises(ValueError, match="cannot differentiate through the block ResidualBlock"):
+        grad_cam(network, x, layer="Conv1")
+    # the stem alone: Conv1 -> BatchNorm1 -> Relu1 -> block ... ; look at the last block's
+    # input by cutting the network after the stem
+    network.layers = dict(list(network.layers.items())[:3])
+    network.layers["Sum"] = _SumLayer()
+    maps = grad_cam(network, x, target=[0, 1], layer="Conv1")
+    with fastzero.use_backend("numpy"):
+        expected = _numerical_cam(network, x, [0, 1], index=0)
+    np.testing.assert_allclose(maps, expected, rtol=1e-6, atol=1e-9)
+    assert maps.max() > 0.1
+
+
+class _SumLayer:
+    """(N, C, H, W) -> (N, 2): two scores, the sums of channels 0 and 1 (a test head)."""
+
+    def forward(self, x):
+        self.shape = x.shape
+        return x[:, :2].sum(axis=(2, 3))
+
+    def backward(self, dout):
+        dx = np.zeros(self.shape)
+        dx[:, :2] = dout[:, :, None, None]
+        return dx
