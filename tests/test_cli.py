@@ -201,30 +201,12 @@ RUN = ("--net", "two_layer", "--optimizer", "momentum", "--lr", "0.05", "--dtype
        "--lr-schedule", "cosine", "--epochs", "3")
 
 
-def _interrupt_at(monkeypatch, step):
-    """Ctrl-C (a real SIGINT to this process) during training step ``step`` (from 1)."""
-    import os
-    import signal
-
-    from fastzero.trainer import Trainer
-
-    real_step = Trainer.train_step
-
-    def step_then_sigint(self):
-        loss = real_step(self)
-        if self.current_iter == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return loss
-
-    monkeypatch.setattr(Trainer, "train_step", step_then_sigint)
-
-
 def test_ctrl_c_saves_a_checkpoint_and_resume_alone_continues_the_run(
-        data_dir, tmp_path, monkeypatch, capsys):
+        data_dir, tmp_path, monkeypatch, capsys, sigint_at):
     assert _train(data_dir, tmp_path / "full", *RUN) == 0
     out = tmp_path / "split"
     with monkeypatch.context() as patch:
-        _interrupt_at(patch, 6)  # mid-epoch 2 (4 steps per epoch)
+        sigint_at(patch, 6)  # mid-epoch 2 (4 steps per epoch)
         assert _train(data_dir, out, *RUN) == 130
     err = capsys.readouterr().err
     assert "interrupted at step 6 of 12" in err
