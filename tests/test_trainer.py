@@ -274,6 +274,10 @@ def test_bad_arguments(data):
     with pytest.raises(ValueError, match="250 training samples but 249 labels"):
         Trainer(net, data[0], data[1][:-1], data[2], data[3])
     assert type(Trainer(net, *data, optimizer="rmsprop").optimizer).__name__ == "RMSprop"
+    with pytest.raises(ValueError, match=r"^Adam: lr must be finite and >= 0.0, got -1.0$"):
+        Trainer(net, *data, optimizer="adam", optimizer_param={"lr": -1})
+    with pytest.raises(ValueError, match="unknown report 'tqdm'; choose one of book, epochs"):
+        Trainer(net, *data, report="tqdm")
     with pytest.raises(ValueError, match="unknown lr_schedule 'step'; choose one of constant, cosine"):
         Trainer(net, *data, lr_schedule="step")
     for optimizer in (Recorder(), LrRecorder(0.0), LrRecorder(float("nan"))):
