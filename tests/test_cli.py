@@ -114,8 +114,9 @@ def test_evaluate_reads_the_books_pickle(data_dir, tmp_path, capsys):
     assert f"test accuracy: {history['final_test_acc']:.4f} (50 samples" in capsys.readouterr().out
 
 
-def test_resume_continues_to_the_same_result(data_dir, tmp_path):
-    args = ("--net", "multi_layer", "--optimizer", "momentum")
+@pytest.mark.parametrize("compute", fastzero.available_backends())
+def test_resume_continues_to_the_same_result(data_dir, tmp_path, compute):
+    args = ("--net", "multi_layer", "--optimizer", "momentum", "--backend", compute)
     assert _train(data_dir, tmp_path / "full", *args, "--epochs", "2") == 0
     assert _train(data_dir, tmp_path / "split", *args, "--epochs", "1") == 0
     assert _train(data_dir, tmp_path / "split", *args, "--epochs", "2", "--resume") == 0
@@ -201,13 +202,14 @@ RUN = ("--net", "two_layer", "--optimizer", "momentum", "--lr", "0.05", "--dtype
        "--lr-schedule", "cosine", "--epochs", "3")
 
 
+@pytest.mark.parametrize("compute", fastzero.available_backends())
 def test_ctrl_c_saves_a_checkpoint_and_resume_alone_continues_the_run(
-        data_dir, tmp_path, monkeypatch, capsys, sigint_at):
-    assert _train(data_dir, tmp_path / "full", *RUN) == 0
+        data_dir, tmp_path, monkeypatch, capsys, sigint_at, compute):
+    assert _train(data_dir, tmp_path / "full", *RUN, "--backend", compute) == 0
     out = tmp_path / "split"
     with monkeypatch.context() as patch:
         sigint_at(patch, 6)  # mid-epoch 2 (4 steps per epoch)
-        assert _train(data_dir, out, *RUN) == 130
+        assert _train(data_dir, out, *RUN, "--backend", compute) == 130
     err = capsys.readouterr().err
     assert "interrupted at step 6 of 12" in err
     assert f"  fastzero train --out {out} --resume\n" in err
@@ -225,7 +227,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_alone_continues_the_run(
     settings = history[1]["settings"]
     assert settings == history[0]["settings"]
     assert (settings["lr"], settings["seed"], settings["train_size"], settings["test_size"],
-            settings["backend"], settings["eval_samples"]) == (0.05, 0, 200, 60, "numpy", 40)
+            settings["backend"], settings["eval_samples"]) == (0.05, 0, 200, 60, compute, 40)
 
 
 @pytest.mark.parametrize("flag, value", [
