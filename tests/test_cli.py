@@ -400,8 +400,16 @@ def test_seed_is_drawn_recorded_and_printed(data_dir, tmp_path, capsys):
     assert printed.count("final test accuracy") == 1 and "Final Test Accuracy" not in printed
 
 
-def test_history_json_is_written_atomically(tmp_path, monkeypatch):
+def test_history_json_is_written_atomically(data_dir, tmp_path, monkeypatch):
     import os
+
+    renamed_in_a_run = []
+    with monkeypatch.context() as patch:
+        real = os.replace
+        patch.setattr(os, "replace", lambda src, dst: renamed_in_a_run.append(Path(dst).name)
+                      or real(src, dst))
+        assert _train(data_dir, tmp_path / "run", "--net", "two_layer", "--epochs", "1") == 0
+    assert {"history.json", "params.npz", "checkpoint.npz", "curves.png"} <= set(renamed_in_a_run)
 
     path = tmp_path / "history.json"
     path.write_text('{"old": 1}')
