@@ -411,7 +411,9 @@ def test_history_json_is_written_atomically(data_dir, tmp_path, monkeypatch):
         assert _train(data_dir, tmp_path / "run", "--net", "two_layer", "--epochs", "1") == 0
     assert {"history.json", "params.npz", "checkpoint.npz", "curves.png"} <= set(renamed_in_a_run)
 
-    path = tmp_path / "history.json"
+    direct = tmp_path / "direct"
+    direct.mkdir()
+    path = direct / "history.json"
     path.write_text('{"old": 1}')
     renamed = []
     real_replace = os.replace
@@ -422,9 +424,9 @@ def test_history_json_is_written_atomically(data_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", replace)
     cli._write_json(path, {"new": 2})
-    assert renamed == [(tmp_path, path, {"new": 2})]  # a complete file, renamed into place
+    assert renamed == [(direct, path, {"new": 2})]  # a complete file, renamed into place
     monkeypatch.setattr(json, "dumps", lambda *a, **k: "\udc80")  # fails while writing
     with pytest.raises(UnicodeEncodeError):
         cli._write_json(path, {"newer": 3})
     assert json.loads(path.read_text()) == {"new": 2}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
+    assert sorted(p.name for p in direct.iterdir()) == ["history.json"]
