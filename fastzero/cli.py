@@ -143,25 +143,46 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
             if getattr(args, dest) is not None}
 
 
-def _first_step(trainer, notice_after: float = 1.0) -> None:
-    """The run's first step; if it takes longer than ``notice_after`` seconds (numba
-    compiling the kernels), say so while it runs and how long it took."""
+def _kernel_compilations() -> int:
+    """How many kernel signatures numba has compiled in this process so far (its
+    cache misses: a cached signature is loaded, not counted)."""
+    total = 0
+    for name, module in list(sys.modules.items()):
+        if name.startswith("fastzero.kernels.numba.") and module is not None:
+            for obj in list(vars(module).values()):
+                misses = getattr(getattr(obj, "stats", None), "cache_misses", None)
+                if misses is not None:
+                    total += sum(misses.values())
+    return total
+
+
+def _first_step(trainer, notice_after: float = 1.0, poll: float = 0.25) -> None:
+    """The run's first step. If it is still running after ``notice_after`` seconds and
+    numba is compiling kernels, say so, and how long the step took once it is done."""
     import threading
 
-    noticed = threading.Event()
+    done, noticed = threading.Event(), threading.Event()
+    before = _kernel_compilations()
 
     def notice():
-        noticed.set()
-        print("compiling kernels (first run only, cached afterwards)...", end="", flush=True)
+        if done.wait(notice_after):
+            return
+        while not done.is_set():
+            if _kernel_compilations() > before:
+                noticed.set()
+                print("compiling kernels (first run only, cached afterwards)...", end="",
+                      flush=True)
+                return
+            done.wait(poll)
 
-    timer = threading.Timer(notice_after, notice)
+    watcher = threading.Thread(target=notice, daemon=True)
     start = time.perf_counter()
-    timer.start()
+    watcher.start()
     try:
         trainer.train_step()
     finally:
-        timer.cancel()
-        timer.join()
+        done.set()
+        watcher.join()
         if noticed.is_set():
             print(f" {time.perf_counter() - start:.1f} s", flush=True)
 

@@ -231,17 +231,15 @@ class Trainer:
             lr = "" if self.base_lr is None else f", lr {self.optimizer.lr:.3g}"
             tqdm.write(
                 f"epoch {self.current_epoch}/{self.epochs}: train loss {np.mean(losses):.4f}, "
-                f"train acc {train_acc:.4f}, test acc {test_acc:.4f}{self._sample_note()}{lr} "
-                f"({elapsed:.1f} s)"
+                f"train acc {train_acc:.4f}{self._sample_note(len(self.x_train))}, "
+                f"test acc {test_acc:.4f}{self._sample_note(len(self.x_test))}{lr} ({elapsed:.1f} s)"
             )
         self._epoch_start = time.perf_counter()
 
-    def _sample_note(self) -> str:
-        """How the epoch line's accuracies were measured, when not on whole sets."""
+    def _sample_note(self, size: int) -> str:
+        """Says when an epoch line's accuracy was measured on part of a set of ``size``."""
         n = self.evaluate_sample_num_per_epoch
-        if n is None or n >= max(len(self.x_train), len(self.x_test)):
-            return ""
-        return f" (accuracies on the first {n} samples of each set)"
+        return "" if n is None or n >= size else f" (first {n} of {size})"
 
     # -- the whole run -----------------------------------------------------
 

@@ -430,3 +430,46 @@ def test_history_json_is_written_atomically(data_dir, tmp_path, monkeypatch):
         cli._write_json(path, {"newer": 3})
     assert json.loads(path.read_text()) == {"new": 2}
     assert sorted(p.name for p in direct.iterdir()) == ["history.json"]
+
+
+class _SlowStep:
+    """A trainer stand-in whose one step takes ``seconds``."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def train_step(self):
+        import time
+
+        time.sleep(self.seconds)
+
+
+@pytest.mark.parametrize("compiles, step_seconds, expected", [
+    (True, 0.6, True),    # a slow first step that compiles: say so, with the time
+    (False, 0.6, False),  # slow, but nothing compiled (kernels loaded from the cache)
+    (True, 0.05, False),  # compiled, but quickly: nothing to explain
+])
+def test_first_step_says_when_it_is_compiling(monkeypatch, capsys, compiles, step_seconds,
+                                              expected):
+    import itertools
+
+    counter = itertools.count() if compiles else itertools.repeat(0)
+    monkeypatch.setattr(cli, "_kernel_compilations", lambda: next(counter))
+    cli._first_step(_SlowStep(step_seconds), notice_after=0.2, poll=0.05)
+    out = capsys.readouterr().out
+    if expected:
+        assert out.startswith("compiling kernels (first run only, cached afterwards)... ")
+        assert out.endswith(" s\n") and float(out.split("... ")[1][:-3]) >= 0.6
+    else:
+        assert out == ""
+
+
+def test_kernel_compilations_counts_what_numba_compiles_not_what_it_loads(tmp_path):
+    code = ("import numpy as np, fastzero; from fastzero import cli; "
+            "from fastzero.layers import Relu; fastzero.set_backend('numba'); "
+            "Relu().forward(np.random.default_rng(0).standard_normal((256, 512))); "
+            "print(cli._kernel_compilations())")
+    env = {**__import__("os").environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    counts = [int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 env=env, timeout=300, check=True).stdout) for _ in range(2)]
+    assert counts[0] > 0 and counts[1] == 0  # cold cache: compiled; then loaded

@@ -344,10 +344,13 @@ def test_verbose_shows_every_steps_loss_as_the_book(data, capsys):
 def test_epoch_line_says_when_accuracies_are_on_a_sample(data, capsys):
     Trainer(TwoLayerNet(8, 6, 3, seed=0), *data, epochs=1, mini_batch_size=50, seed=0,
             evaluate_sample_num_per_epoch=30, report="epochs").train()
-    assert "(accuracies on the first 30 samples of each set)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert ", train acc " in out and " (first 30 of 250), test acc " in out
+    assert out.split("test acc ")[1][6:].startswith(" (first 30 of 120) (")
     Trainer(TwoLayerNet(8, 6, 3, seed=0), *data, epochs=1, mini_batch_size=50, seed=0,
-            evaluate_sample_num_per_epoch=250, report="epochs").train()
-    assert "first" not in capsys.readouterr().out  # every sample of both sets
+            evaluate_sample_num_per_epoch=200, report="epochs").train()
+    out = capsys.readouterr().out
+    assert " (first 200 of 250), test acc " in out and "of 120" not in out  # all 120 test samples
 
 
 def test_ctrl_c_saves_a_checkpoint_mid_epoch_and_resuming_is_bit_exact(
