@@ -257,8 +257,8 @@ def _train_run(args: argparse.Namespace, settings: dict[str, Any], out: Path, dr
         test_acc = trainer.train()
     except KeyboardInterrupt:
         print(f"\ninterrupted at step {trainer.current_iter} of {trainer.max_iter}", file=sys.stderr)
-        if trainer.current_iter:
-            print(f"checkpoint saved in {out / 'checkpoint.npz'}; continue with:\n"
+        if (out / "checkpoint.npz").exists():
+            print(f"the run is saved in {out / 'checkpoint.npz'}; continue it with:\n"
                   f"  fastzero train --out {shlex.quote(str(out))} --resume", file=sys.stderr)
         return 130
     seconds = time.perf_counter() - start
