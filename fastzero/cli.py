@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import secrets
 import shlex
@@ -188,7 +187,8 @@ def _first_step(trainer, notice_after: float = 1.0, poll: float = 0.25) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fastzero import _rundir, checkpoint as checkpoints
+    from fastzero import _rundir
+    from fastzero import checkpoint as checkpoints
     from fastzero.trainer import Trainer
 
     if args.resume and args.overwrite:
@@ -327,37 +327,25 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 # -- the parser ------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    """argparse type: an int >= 1 (argparse names the flag in its error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _arg_type(convert, accept, requirement: str):
+    """An argparse type: ``convert(text)`` if ``accept`` takes it, else an error saying
+    the value ``must be <requirement>`` (argparse adds the flag's name)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    """argparse type: a seed numpy accepts, 0 <= seed < 2**32."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
-    return value
+_positive_int = _arg_type(int, lambda v: v >= 1, "a positive integer")
+_positive_float = _arg_type(float, lambda v: math.isfinite(v) and v > 0,
+                            "a positive finite number")
+_seed = _arg_type(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 
 
 def _add_compute_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:

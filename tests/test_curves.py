@@ -40,7 +40,7 @@ def test_one_epoch_figure():
     assert list(ax_acc.get_xticks()) == [1]  # whole epochs only
     bottom, top = ax_acc.get_ylim()
     assert top - bottom >= 0.05  # a 0.4-point gap does not fill the panel
-    assert bottom <= 0.966 <= 0.970 <= top <= 1.0
+    assert bottom <= 0.966 and 0.970 <= top <= 1.0
     assert len(ax_acc.lines) == 2  # the epoch's test accuracy is the final one: no extra mark
 
 

@@ -190,6 +190,18 @@ def _resumable(data, seed, checkpoint=None, epochs=3, lr_schedule="constant"):
     return net, trainer
 
 
+def _assert_same_run(resumed, uninterrupted):
+    """Bit for bit: parameters, batch-norm statistics and history."""
+    net_c, net_a = resumed.network, uninterrupted.network
+    for key in net_a.params:
+        np.testing.assert_array_equal(net_c.params[key], net_a.params[key], err_msg=key)
+    for key in net_a.buffers:
+        np.testing.assert_array_equal(net_c.buffers[key], net_a.buffers[key], err_msg=key)
+    assert resumed.train_loss_list == uninterrupted.train_loss_list
+    assert resumed.train_acc_list == uninterrupted.train_acc_list
+    assert resumed.test_acc_list == uninterrupted.test_acc_list
+
+
 @pytest.mark.parametrize("mid_epoch, lr_schedule",
                          [(False, "constant"), (True, "constant"), (True, "cosine")])
 def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, data, mid_epoch, lr_schedule, backend):
@@ -215,13 +227,7 @@ def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, data, mid_epoch, 
     assert (trainer_c.current_epoch, trainer_c.current_iter) == (1, resumed_at)
     trainer_c.train()
 
-    for key in net_a.params:
-        np.testing.assert_array_equal(net_c.params[key], net_a.params[key], err_msg=key)
-    for key in net_a.buffers:
-        np.testing.assert_array_equal(net_c.buffers[key], net_a.buffers[key], err_msg=key)
-    assert trainer_c.train_loss_list == trainer_a.train_loss_list
-    assert trainer_c.train_acc_list == trainer_a.train_acc_list
-    assert trainer_c.test_acc_list == trainer_a.test_acc_list
+    _assert_same_run(trainer_c, trainer_a)
     assert trainer_c.optimizer.iter == trainer_a.optimizer.iter
     for key in net_a.params:
         np.testing.assert_array_equal(trainer_c.optimizer.v[key], trainer_a.optimizer.v[key])
@@ -355,7 +361,7 @@ def test_epoch_line_says_when_accuracies_are_on_a_sample(data, capsys):
 
 def test_ctrl_c_saves_a_checkpoint_mid_epoch_and_resuming_is_bit_exact(
         tmp_path, data, monkeypatch, sigint_at, backend):
-    net_a, trainer_a = _resumable(data, seed=7)
+    _, trainer_a = _resumable(data, seed=7)
     trainer_a.train()
 
     path = tmp_path / "checkpoint.npz"
@@ -369,16 +375,11 @@ def test_ctrl_c_saves_a_checkpoint_mid_epoch_and_resuming_is_bit_exact(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
     np.random.seed(999)
-    net_c, trainer_c = _resumable(data, seed=123)
+    _, trainer_c = _resumable(data, seed=123)
     trainer_c.load_checkpoint(path)
     assert trainer_c.current_iter == steps
     trainer_c.train()
-    for key in net_a.params:
-        np.testing.assert_array_equal(net_c.params[key], net_a.params[key], err_msg=key)
-    for key in net_a.buffers:
-        np.testing.assert_array_equal(net_c.buffers[key], net_a.buffers[key], err_msg=key)
-    assert trainer_c.train_loss_list == trainer_a.train_loss_list
-    assert trainer_c.test_acc_list == trainer_a.test_acc_list
+    _assert_same_run(trainer_c, trainer_a)
 
 
 def test_ctrl_c_without_a_checkpoint_path_stops_after_the_step(data, monkeypatch, sigint_at):
@@ -400,8 +401,8 @@ def test_checkpoint_restores_the_seed_and_refuses_other_settings(tmp_path, data)
     def trainer_with(**changes):
         net = MultiLayerNetExtend(8, [10, 6], 3, use_dropout=True, dropout_ration=0.2,
                                   use_batchnorm=True, seed=1, dtype=changes.pop("dtype", np.float64))
-        kwargs = dict(epochs=1, mini_batch_size=40, optimizer="Adam",
-                      optimizer_param={"lr": 0.01}, verbose=False)
+        kwargs = {"epochs": 1, "mini_batch_size": 40, "optimizer": "Adam",
+                  "optimizer_param": {"lr": 0.01}, "verbose": False}
         return Trainer(net, *data, **{**kwargs, **changes})
 
     with pytest.raises(ValueError, match="optimizer lr=0.01, this trainer has lr=0.5"):
