@@ -253,6 +253,11 @@ def _without(arrays: dict, *names: str) -> bytes:
     return _npz_bytes({k: v for k, v in arrays.items() if not k.startswith(names)})
 
 
+def _with_settings(arrays: dict, **changes) -> bytes:
+    meta = json.loads(str(arrays["meta"]))
+    return _with_meta(arrays, settings={**meta["settings"], **changes})
+
+
 def _with_legacy_pos(arrays: dict, pos: int) -> bytes:
     meta = json.loads(str(arrays["meta"]))
     return _with_meta(arrays, np_random=[meta["np_random"][0], pos, *meta["np_random"][2:]])
@@ -295,6 +300,14 @@ CORRUPTIONS = {
     "another-batch-size": lambda data, arrays: _with_meta(arrays, batch_size=7),
     "another-lr-schedule": lambda data, arrays: _with_meta(arrays, lr_schedule="cosine"),
     "another-format": lambda data, arrays: _with_meta(arrays, format=99),
+    "another-dtype": lambda data, arrays: _npz_bytes(
+        {**arrays, "param.W1": arrays["param.W1"].astype(np.float32)}),
+    "settings-not-an-object": lambda data, arrays: _with_meta(arrays, settings=[1]),
+    "seed-not-an-int": lambda data, arrays: _with_settings(arrays, seed="1"),
+    "another-learning-rate": lambda data, arrays: _with_settings(
+        arrays, optimizer_settings={"lr": 0.5, "beta1": 0.9, "beta2": 0.999, "iter": 0}),
+    "another-evaluation-sample-count": lambda data, arrays: _with_settings(
+        arrays, evaluate_sample_num_per_epoch=7),
 }
 
 
