@@ -175,15 +175,14 @@ def test_sigkill_at_random_moments_never_breaks_the_checkpoint(tmp_path, uninter
         proc.communicate(timeout=30)
         inside = not (trace / f"left.{k}").exists()
         inside_writes += inside
-        existed = epoch > 0 or (trace / "left.1").exists()
+        completed = epoch + (k - 1) + (not inside)  # the epoch of the last write that returned
         if not checkpoint.exists():
-            assert not existed, f"round {round_}: the kill destroyed the checkpoint of epoch {epoch}"
+            assert completed == 0, f"round {round_}: the kill destroyed the checkpoint of epoch {completed}"
             history.append((k, inside, None))
             shutil.rmtree(trace)
             continue
         saved_epoch = _which_snapshot(contents(checkpoint), snapshots)
         assert saved_epoch is not None, "the checkpoint is none of the uninterrupted run's"
-        completed = epoch + (k - 1) + (not inside)  # writes that returned before the kill
         assert saved_epoch in (completed, completed + 1), (
             f"round {round_}: epoch {saved_epoch} on disk, {completed} writes had completed")
         trainer = make_trainer(checkpoint, EPOCHS)
