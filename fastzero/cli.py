@@ -195,6 +195,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("--resume continues the run in --out, --overwrite replaces it: "
                          "pass one of them")
     given = _given(args)
+    if args.resume and not Path(args.out).exists():  # not created for a run that is not there
+        raise FileNotFoundError(f"--resume: no checkpoint at {Path(args.out) / 'checkpoint.npz'}")
     with _rundir.open_run_dir(args.out) as out:
         checkpoint = out / "checkpoint.npz"
         if args.resume:

@@ -139,6 +139,7 @@ def test_existing_run_is_not_overwritten(data_dir, tmp_path, capsys):
     assert _train(data_dir, out, "--net", "two_layer", "--epochs", "1", "--overwrite") == 0
     assert _train(data_dir, tmp_path / "other", "--net", "two_layer", "--resume") == 1
     assert "no checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()  # nothing created for a run that is not there
 
 
 def test_missing_data_says_where_to_put_it(tmp_path, monkeypatch, capsys):
@@ -370,6 +371,7 @@ def test_a_second_run_into_a_locked_out_is_refused_naming_the_holder(data_dir, t
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
+        holder.stdout.close()
     # the dead holder's lock file (its pid still in it) does not block
     assert (out / ".lock").read_text().strip() == str(holder.pid)
     assert _train(data_dir, out, "--net", "two_layer", "--epochs", "1") == 0
