@@ -67,7 +67,42 @@ MUTATIONS: tuple[Mutation, ...] = (
         '    try:\n        with open(tmp, "xb") as f:',
         '    with contextlib.suppress(FileNotFoundError):\n        os.unlink(path)\n'
         '    try:\n        with open(tmp, "xb") as f:',
-        ("tests/test_params_io.py::test_failed_write_leaves_the_old_file_intact",),
+        ("tests/test_params_io.py::test_failed_write_leaves_the_old_file_intact",
+         "tests/test_checkpoint_faults.py::test_sigkill_at_random_moments_never_breaks_the_checkpoint"),
+    ),
+    Mutation(
+        "history-json-not-atomic", "Nothing half-written ever appears under a final name",
+        "fastzero/cli.py",
+        "    with atomic_write(path) as f:\n        f.write(json.dumps(data, indent=1).encode())",
+        "    with open(path, \"wb\") as f:\n        f.write(json.dumps(data, indent=1).encode())",
+        ("tests/test_cli.py::test_history_json_is_written_atomically",),
+    ),
+    Mutation(
+        "run-dir-not-locked", "One training run per output directory",
+        "fastzero/_rundir.py",
+        "            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", "            pass",
+        ("tests/test_cli.py::test_a_second_run_into_a_locked_out_is_refused_naming_the_holder",
+         "tests/test_cli.py::test_the_lock_is_held_for_the_whole_run"),
+    ),
+    Mutation(
+        "resume-takes-contradicting-flags", "A checkpoint carries its run's settings",
+        "fastzero/cli.py",
+        "        if recorded and dest in RUN_DEFAULTS", "        if False and dest in RUN_DEFAULTS",
+        ("tests/test_cli.py::test_resume_refuses_a_flag_that_contradicts_the_run",),
+    ),
+    Mutation(
+        "ctrl-c-interrupts-mid-step", "Ctrl-C loses at most the current step",
+        "fastzero/trainer.py",
+        "        signal.signal(signal.SIGINT, request_stop)", "        pass",
+        ("tests/test_trainer.py::test_ctrl_c_without_a_checkpoint_path_stops_after_the_step",
+         "tests/test_trainer.py::test_ctrl_c_saves_a_checkpoint_mid_epoch_and_resuming_is_bit_exact"),
+    ),
+    Mutation(
+        "trainer-batches-unseeded", "np.random.seed alone makes a Trainer run reproducible",
+        "fastzero/trainer.py",
+        "            self.rng = np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))",
+        "            self.rng = np.random.default_rng()",
+        ("tests/test_trainer.py::test_np_random_seed_alone_makes_a_run_reproducible",),
     ),
     Mutation(
         "sigmoid-textbook", "Sigmoid never overflows",
