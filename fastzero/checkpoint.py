@@ -181,6 +181,10 @@ def _checked_checkpoint(trainer: Any, arrays: dict[str, np.ndarray]) -> _SavedRu
                 f"checkpoint was written with optimizer {key}={initial[key]!r}, "
                 f"this trainer has {key}={value!r}"
             )
+    augment = trainer.settings()["augment"]
+    if settings.get("augment", augment) != augment:
+        raise ValueError(f"checkpoint was written with augment={settings['augment']!r}, "
+                         f"this trainer has augment={augment!r}")
     seed = settings.get("seed", trainer.seed)
     if seed is not None and type(seed) is not int:
         raise ValueError(f"corrupt checkpoint: seed {seed!r} is not an int")

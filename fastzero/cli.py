@@ -29,6 +29,7 @@ NETS = {
     "deep": "DeepConvNet (chapter 8): 6 conv layers, 3 pools, dropout",
     "two_layer": "TwoLayerNet (chapter 5): 784-50-10",
     "multi_layer": "MultiLayerNet (chapter 6): 784-100-100-100-100-10, ReLU, He init",
+    "resnet": "ResNet: conv-BN-ReLU stem, residual blocks of 16, 32, 64 channels, affine",
 }
 _FLAT_INPUT = {"two_layer", "multi_layer"}
 
@@ -41,6 +42,8 @@ def build_net(name: str, input_shape: tuple[int, ...], dtype: Any, seed: int | N
         return nets.SimpleConvNet(input_dim=input_shape, dtype=dtype, seed=seed)
     if name == "deep":
         return nets.DeepConvNet(input_dim=input_shape, dtype=dtype, seed=seed)
+    if name == "resnet":
+        return nets.ResNet(input_dim=input_shape, dtype=dtype, seed=seed)
     size = int(np.prod(input_shape))
     if name == "two_layer":
         return nets.TwoLayerNet(size, 50, 10, dtype=dtype, seed=seed)
@@ -91,6 +94,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "net": "simple", "dtype": "float64", "data_dir": None, "train_size": None,
     "test_size": None, "epochs": 20, "batch_size": 100, "optimizer": "adam", "lr": None,
     "lr_schedule": "constant", "seed": None, "eval_samples": 10000, "sampling": "shuffle",
+    "augment": "none",
 }
 #: How the numbers are computed: restored on --resume unless given, and may be changed.
 COMPUTE_DEFAULTS: dict[str, Any] = {"backend": "numba", "threads": None}
@@ -238,7 +242,8 @@ def _train_run(args: argparse.Namespace, settings: dict[str, Any], out: Path, dr
         optimizer=run.optimizer, optimizer_param={} if run.lr is None else {"lr": run.lr},
         evaluate_sample_num_per_epoch=run.eval_samples, verbose=not args.quiet,
         seed=run.seed, checkpoint=out / "checkpoint.npz", replacement=run.sampling == "book",
-        lr_schedule=run.lr_schedule, report="epochs")
+        lr_schedule=run.lr_schedule, report="epochs",
+        augment=None if run.augment == "none" else run.augment)
     settings["lr"] = trainer.optimizer_settings.get("lr", run.lr)
     trainer.run_info = settings
     if args.resume:
@@ -295,10 +300,65 @@ def _resolved_data_dir(data_dir: str | None) -> Path:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _setup_compute(args)
     _, (x_test, t_test) = _load_data(args)
-    net = build_net(args.net, x_test.shape[1:], np.dtype(args.dtype), seed=0)
-    net.load_params(args.params)
+    net = _loaded_net(args, x_test.shape[1:])
     acc = net.accuracy(x_test, t_test, batch_size=args.batch_size)
     print(f"test accuracy: {acc:.4f} ({len(x_test)} samples, {args.params})")
+    return 0
+
+
+def _loaded_net(args: argparse.Namespace, input_shape: tuple[int, ...]):
+    """``--net`` with the parameters of ``args.params``; when they do not fit, the
+    error names the networks whose parameters the file does hold."""
+    net = build_net(args.net, input_shape, np.dtype(args.dtype), seed=0)
+    try:
+        net.load_params(args.params)
+    except ValueError as exc:
+        fitting = [name for name in NETS if name != args.net and _holds(args, name)]
+        if not fitting:
+            raise
+        raise ValueError(f"{exc}\n{args.params} holds the parameters of "
+                         f"{' or '.join(f'--net {name}' for name in fitting)}") from None
+    return net
+
+
+def _holds(args: argparse.Namespace, name: str) -> bool:
+    """Whether ``args.params`` loads into network ``name`` (with MNIST's input shape)."""
+    shape = (784,) if name in _FLAT_INPUT else (1, 28, 28)
+    try:
+        build_net(name, shape, np.dtype(args.dtype), seed=0).load_params(args.params)
+    except ValueError:
+        return False
+    return True
+
+
+# -- show ------------------------------------------------------------------
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from fastzero import visualize
+
+    _setup_compute(args)
+    out = Path(args.out or f"{args.what}.png")
+    if args.what == "filters":
+        net = _loaded_net(args, (784,) if args.net in _FLAT_INPUT else (1, 28, 28))
+        first = next(iter(net.params.values()))
+        if first.ndim != 4:
+            raise ValueError(f"--net {args.net} has no convolution filters to show")
+        initial = next(iter(build_net(args.net, (1, 28, 28), np.dtype(args.dtype),
+                                      seed=0).params.values()))
+        fig = visualize.filters_figure(first, initial, titles=[f"{args.params} (first layer)",
+                                                               "before training (seed 0)"])
+    else:
+        _, (x_test, t_test) = _load_data(args)
+        net = _loaded_net(args, x_test.shape[1:])
+        if args.what == "misclassified":
+            fig = visualize.misclassified_figure(net, x_test, t_test, max_images=args.count)
+        else:
+            if x_test.ndim != 4:
+                raise ValueError(f"Grad-CAM needs a convolutional network, not --net {args.net}")
+            layer = int(args.layer) if args.layer and args.layer.lstrip("-").isdigit() else args.layer
+            fig = visualize.grad_cam_figure(net, x_test[:args.count], layer=layer)
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
     return 0
 
 
@@ -372,6 +432,7 @@ def _add_compute_options(p: argparse.ArgumentParser, defaults: bool = True) -> N
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from fastzero.augment import PRESETS
     from fastzero.trainer import LR_SCHEDULES
 
     parser = argparse.ArgumentParser(
@@ -416,6 +477,10 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                        help="constant = the book's fixed learning rate; cosine = from --lr down "
                             "to zero along half a cosine over the run (default: constant)")
+    train.add_argument("--augment", choices=["none", *PRESETS],
+                       help="transform every mini-batch's images: shift = up to 2 pixels; "
+                            "affine = shifts, rotations up to 10 degrees, zoom up to 10 %%; "
+                            "elastic = milder affine plus elastic distortions (default: none)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     train.set_defaults(func=cmd_train)
 
@@ -426,6 +491,20 @@ def make_parser() -> argparse.ArgumentParser:
     _add_compute_options(evaluate)
     evaluate.add_argument("--batch-size", type=_positive_int, default=100, help="default: 100")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    show = sub.add_parser("show", help="draw what a trained network sees (PNG)",
+                          description="Draw the first layer's filters (beside a fresh "
+                                      "network's), the misclassified test digits, or Grad-CAM "
+                                      "maps over a convolution layer, for a parameter file.")
+    show.add_argument("what", choices=["filters", "misclassified", "gradcam"])
+    show.add_argument("params", help="parameter file (.npz, or the book's params.pkl)")
+    _add_compute_options(show)
+    show.add_argument("--count", type=_positive_int, default=20,
+                      help="images to draw (misclassified, gradcam; default: 20)")
+    show.add_argument("--layer", help="gradcam: the layer to look at, by name or index "
+                                      "(default: the last convolution)")
+    show.add_argument("--out", help="PNG to write (default: WHAT.png)")
+    show.set_defaults(func=cmd_show)
 
     info = sub.add_parser("info", help="versions, backend, threads, cache and data locations")
     info.add_argument("--data-dir", help="MNIST directory to check, each file read and verified "

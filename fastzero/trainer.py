@@ -17,6 +17,9 @@ Same constructor, attributes (``train_loss_list``, ``train_acc_list``,
 * ``lr_schedule='cosine'``: the learning rate falls from the optimizer's
   ``lr`` to zero along half a cosine over the run's steps (the book keeps it
   constant, the default);
+* ``augment``: each mini-batch's images randomly shifted, rotated, scaled or
+  elastically distorted (:mod:`fastzero.augment`; a preset name or an
+  ``Augment``), drawn from the run's generator;
 * ``seed``: the same seed (and thread count) gives the same run; without
   one, ``np.random.seed(...)`` alone does, as in the book;
 * Ctrl-C stops the run after the current step and, with a ``checkpoint``
@@ -32,6 +35,7 @@ the start), so ``train_acc_list[-1]`` belongs to the trained network.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -44,6 +48,7 @@ import numpy as np
 
 from fastzero import _validate, blocks, checkpoint
 from fastzero import optimizer as _optimizers
+from fastzero.augment import Augment
 from fastzero.optimizer import *  # noqa: F401,F403  (the book's trainer.py exports them too)
 from fastzero.optimizer import __all__ as _optimizer_all
 
@@ -111,6 +116,10 @@ class Trainer:
     run_info : mapping or None
         JSON-serialisable description of the run (e.g. a command line's
         settings), saved in every checkpoint.
+    augment : preset name, :class:`fastzero.augment.Augment` or None
+        Transform every mini-batch's images before the step (rows of a
+        square image's pixels, as the book's MLPs take them, are transformed
+        as images); the random draws come from the batch-order generator.
 
     Training runs ``max_iter = epochs * iter_per_epoch`` steps with
     ``iter_per_epoch = ceil(train_size / mini_batch_size)``; the last batch
@@ -124,7 +133,8 @@ class Trainer:
                  evaluate_sample_num_per_epoch: int | None = None, verbose: bool = True, *,
                  replacement: bool = False, lr_schedule: str = "constant",
                  seed: int | None = None, checkpoint: str | os.PathLike | None = None,
-                 report: str = "book", run_info: Mapping[str, Any] | None = None) -> None:
+                 report: str = "book", run_info: Mapping[str, Any] | None = None,
+                 augment: str | Augment | None = None) -> None:
         if len(x_train) != len(t_train) or len(x_test) != len(t_test):
             raise ValueError(
                 f"Trainer: {len(x_train)} training samples but {len(t_train)} labels, "
@@ -154,6 +164,7 @@ class Trainer:
         self.optimizer_settings = _scalars(self.optimizer)
         self.lr_schedule = lr_schedule
         self.base_lr = _base_lr(self.optimizer, lr_schedule)
+        self.augment = _make_augment(augment)
 
         self.train_size = len(x_train)
         self.iter_per_epoch = max(math.ceil(self.train_size / mini_batch_size), 1)
@@ -196,6 +207,8 @@ class Trainer:
         """
         idx = self._batch_indices()
         x_batch, t_batch = self.x_train[idx], self.t_train[idx]
+        if self.augment is not None:
+            x_batch = _augmented(self.augment, x_batch, self.rng)
         buffers = {name: value.copy()
                    for name, value in blocks.network_buffers(self.network).items()}
         grads = self.network.gradient(x_batch, t_batch)
@@ -332,6 +345,7 @@ class Trainer:
             "evaluate_sample_num_per_epoch": self.evaluate_sample_num_per_epoch,
             "train_size": self.train_size,
             "seed": self.seed,
+            "augment": None if self.augment is None else dataclasses.asdict(self.augment),
         }
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
@@ -372,6 +386,29 @@ def _base_lr(optimizer: Any, lr_schedule: str) -> float | None:
             f"rate attribute 'lr', got {lr!r}"
         )
     return float(lr)
+
+
+def _make_augment(augment: str | Augment | None) -> Augment | None:
+    if augment is None or isinstance(augment, Augment):
+        return augment
+    if isinstance(augment, str):
+        return Augment.preset(augment)
+    raise TypeError(f"Trainer: augment must be a preset name, an Augment or None, got {augment!r}")
+
+
+def _augmented(augment: Augment, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``x`` transformed by ``augment``: images (N, C, H, W), or square images
+    flattened to rows (N, H*W) as the book's MLPs take them."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    if x.ndim == 2:
+        side = math.isqrt(x.shape[1])
+        if side * side != x.shape[1]:
+            raise ValueError(f"Trainer: augment needs images; rows of {x.shape[1]} values are "
+                             "not square images")
+        return augment(x.reshape(len(x), 1, side, side), rng).reshape(x.shape)
+    return augment(x, rng)
 
 
 def _make_optimizer(optimizer: str | Any, optimizer_param: Mapping[str, Any] | None) -> Any:

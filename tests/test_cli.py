@@ -243,7 +243,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_alone_continues_the_run(
     ("--lr", "0.5"), ("--seed", "9"), ("--dtype", "float64"), ("--net", "multi_layer"),
     ("--batch-size", "25"), ("--optimizer", "adam"), ("--sampling", "shuffle"),
     ("--lr-schedule", "constant"), ("--train-size", "100"), ("--test-size", "40"),
-    ("--eval-samples", "20"), ("--data-dir", "elsewhere"),
+    ("--eval-samples", "20"), ("--data-dir", "elsewhere"), ("--augment", "shift"),
 ])
 def test_resume_refuses_a_flag_that_contradicts_the_run(data_dir, tmp_path, capsys, flag, value):
     out = tmp_path / "run"
@@ -484,3 +484,35 @@ def test_kernel_compilations_counts_what_numba_compiles_not_what_it_loads(tmp_pa
     counts = [int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  env=env, timeout=300, check=True).stdout) for _ in range(2)]
     assert counts[0] > 0 and counts[1] == 0  # cold cache: compiled; then loaded
+
+
+@pytest.mark.parametrize("net, augment", [("simple", "elastic"), ("resnet", "affine")])
+def test_train_with_augmentation_and_the_resnet(data_dir, tmp_path, net, augment):
+    out = tmp_path / "run"
+    assert _train(data_dir, out, "--net", net, "--epochs", "1", "--train-size", "100",
+                  "--test-size", "50", "--augment", augment) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert augment in json.dumps(history)
+    assert (out / "params.npz").is_file()
+
+
+
+@pytest.mark.parametrize("what", ["filters", "misclassified", "gradcam"])
+def test_show_draws_a_png(data_dir, tmp_path, capsys, what):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    assert _train(data_dir, out, "--net", "simple", "--epochs", "1", "--train-size", "100") == 0
+    png = tmp_path / f"{what}.png"
+    assert cli.main(["show", what, str(out / "params.npz"), "--data-dir", str(data_dir),
+                     "--count", "5", "--out", str(png), "--backend", "numpy"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
+    assert f"wrote {png}" in capsys.readouterr().out
+
+
+def test_evaluate_names_the_network_a_file_belongs_to(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(data_dir, out, "--net", "simple", "--epochs", "1", "--train-size", "100") == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out / "params.npz"), "--net", "deep",
+                     "--data-dir", str(data_dir), "--backend", "numpy"]) == 1
+    assert "holds the parameters of --net simple" in capsys.readouterr().err
