@@ -158,7 +158,8 @@ def run_trial(config: TrialConfig, trial: int, params: dict[str, Any], seed: int
         np.random.set_state(state.np_random)
     status, error = "ok", None
     try:
-        trainer.train()
+        with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below
+            trainer.train()
     except TrainingDiverged as exc:
         status, error = "diverged", str(exc)
     record = {
