@@ -55,7 +55,7 @@ def in_process(settings: SearchSettings, trial: int, epochs: int | None = None) 
 
 
 def same_numbers(a: dict, b: dict) -> bool:
-    keys = ("trial", "params", "seed", "epochs", "status", "train_acc", "val_acc")
+    keys = ("trial", "params", "seed", "epochs", "status", "train_loss", "train_acc", "val_acc")
     return all(a[k] == b[k] for k in keys)
 
 
@@ -151,7 +151,7 @@ def test_results_file_cuts_an_unfinished_last_line(tmp_path):
 def test_continued_trial_equals_trial_trained_at_once():
     """Successive halving continues a promoted trial: same numbers as training it longer
     from the start, also with dropout (the np.random state travels with the trial)."""
-    s = settings_for("--param", "dropout=0.1:0.3:linear")
+    s = settings_for("--param", "dropout=0.1:0.3:linear", "--param", "lr=0.05:0.1")
     data = data_for(s)
     args = (s.config, 2, s.params(2), s.trial_seed(2), data)
     whole, _ = run_trial(*args, 3)
@@ -159,8 +159,9 @@ def test_continued_trial_equals_trial_trained_at_once():
     np.random.seed(12345)  # another trial ran on this worker in between
     np.random.random(100)
     rest, _ = run_trial(*args, 3, state=state)
-    assert first["val_acc"] == whole["val_acc"][:1]
-    assert rest["val_acc"] == whole["val_acc"] and rest["train_acc"] == whole["train_acc"]
+    assert first["train_loss"] == whole["train_loss"][:1]
+    assert same_numbers(rest, whole)
+    assert len(set(whole["train_loss"])) == 3  # it learns
 
 
 def test_without_dask_a_message_names_the_extra(monkeypatch, capsys, tmp_path):

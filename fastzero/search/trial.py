@@ -124,6 +124,11 @@ def _worker_name() -> str:
         return f"local:{socket.gethostname()}"
 
 
+def _epoch_means(losses: list[float], steps: int) -> list[float]:
+    """The mean training loss of every complete epoch."""
+    return [float(np.mean(losses[i:i + steps])) for i in range(0, len(losses) - steps + 1, steps)]
+
+
 def run_trial(config: TrialConfig, trial: int, params: dict[str, Any], seed: int,
               data: SearchData, epochs: int, state: TrialState | None = None,
               keep_state: bool = False) -> tuple[dict[str, Any], TrialState | None]:
@@ -168,6 +173,7 @@ def run_trial(config: TrialConfig, trial: int, params: dict[str, Any], seed: int
         "seed": seed,
         "epochs": epochs,
         "status": status,
+        "train_loss": _epoch_means(trainer.train_loss_list, trainer.iter_per_epoch),
         "train_acc": [float(a) for a in trainer.train_acc_list],
         "val_acc": [float(a) for a in trainer.test_acc_list],
         "time": time.perf_counter() - start,
