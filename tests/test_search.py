@@ -295,6 +295,10 @@ def test_real_dask_scheduler_and_two_workers(tmp_path):
 
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
+    config = tmp_path / "dask-config"  # as docs/search.md advises for dask worker
+    config.mkdir()
+    (config / "fastzero.yaml").write_text(
+        "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n")
     procs = [start([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
                     "--port", str(port), "--no-dashboard"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
@@ -302,7 +306,8 @@ def test_real_dask_scheduler_and_two_workers(tmp_path):
         for _ in range(2):
             procs.append(start([sys.executable, "-m", "dask", "worker", address, "--nthreads", "1",
                                 "--host", "127.0.0.1", "--no-dashboard"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={"DASK_CONFIG": str(config)}))
         with distributed.Client(address, timeout="60s") as c:
             c.wait_for_workers(2, timeout=120)
             workers = set(c.scheduler_info()["workers"])

@@ -32,6 +32,14 @@ from fastzero.search.trial import SearchData, run_trial
 __all__ = ["MISSING_DASK", "require_dask", "default_workers", "local_cluster", "dask_client",
            "check_workers", "run_search"]
 
+#: Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap
+#: threshold: every array of 128 KiB or more is then mapped and unmapped at each training step,
+#: and a trial takes about 1.5x as long. None unsets it.
+PRE_SPAWN_MALLOC = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+MALLOC_ADVICE = ("on the worker hosts, put 'distributed: {nanny: {pre-spawn-environ: "
+                 "{MALLOC_TRIM_THRESHOLD_: null}}}' in a Dask config file "
+                 "(~/.config/dask/fastzero.yaml) before starting dask worker")
+
 MISSING_DASK = ("fastzero search runs its trials on Dask, which is not installed: "
                 "pip install 'fastzero[search]' (the optional extra 'search', dask[distributed])")
 
@@ -58,12 +66,15 @@ def local_cluster(threads_per_trial: int = 1, workers: int | None = None,
     require_dask()
     from distributed import LocalCluster
 
+    import dask
+
     threads = str(threads_per_trial)
     env = {"NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
            "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    return LocalCluster(n_workers=workers or default_workers(threads_per_trial),
-                        threads_per_worker=1, processes=True, env=env,
-                        dashboard_address=dashboard_address, silence_logs=logging.ERROR)
+    with dask.config.set({PRE_SPAWN_MALLOC: None}):  # read by each nanny as it starts
+        return LocalCluster(n_workers=workers or default_workers(threads_per_trial),
+                            threads_per_worker=1, processes=True, env=env,
+                            dashboard_address=dashboard_address, silence_logs=logging.ERROR)
 
 
 @contextlib.contextmanager
@@ -93,18 +104,23 @@ def _probe_worker(dask_worker: Any) -> dict[str, Any]:
             "blas_threads": max((p["num_threads"] for p in threadpool_info()
                                  if p["user_api"] == "blas"), default=1),
             "task_threads": dask_worker.state.nthreads,
-            "cores": len(os.sched_getaffinity(0)), "host": os.uname().nodename}
+            "cores": len(os.sched_getaffinity(0)), "host": os.uname().nodename,
+            "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
 
 
 def check_workers(client: Any, threads_per_trial: int) -> list[str]:
     """Warnings for hosts whose workers may run more threads than they have cores
-    (task threads x trial threads); the workers' numba limits are checked too."""
+    (task threads x trial threads), for workers whose numba runs fewer threads than
+    asked, and for workers started with Dask's MALLOC_TRIM_THRESHOLD_."""
     info = client.run(_probe_worker)
     warnings, per_host = [], {}
     for address, w in info.items():
         if w["numba_threads"] < threads_per_trial:
             warnings.append(f"worker {address} has NUMBA_NUM_THREADS={w['numba_threads']}: "
                             f"its trials run on {w['numba_threads']} threads, not {threads_per_trial}")
+        if w["malloc_trim"] is not None:
+            warnings.append(f"worker {address} has MALLOC_TRIM_THRESHOLD_={w['malloc_trim']}, "
+                            f"which slows training about 1.5x: {MALLOC_ADVICE}")
         used = per_host.setdefault(w["host"], [0, w["cores"]])
         used[0] += w["task_threads"] * threads_per_trial
     for host, (threads, cores) in per_host.items():
