@@ -125,6 +125,7 @@ def _describe(client, scheduler: str | None) -> str:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from fastzero.search.plan import load_search_data
+    from fastzero.search.results import RESULTS, read_records
     from fastzero.search.runner import check_workers, dask_client, require_dask, run_search
 
     require_dask()
@@ -136,12 +137,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(_describe(client, args.scheduler), flush=True)
         for warning in check_workers(client, args.threads_per_trial):
             print(f"warning: {warning}", file=sys.stderr)
+        before = len(read_records(out / RESULTS)) if args.resume else 0
         start = time.perf_counter()
-        before = 0
-        if args.resume and (out / "trials.jsonl").exists():
-            from fastzero.search.results import read_records
-
-            before = len(read_records(out / "trials.jsonl"))
         records = run_search(settings, data, out, client, resume=args.resume,
                              progress=not args.quiet)
         wall = time.perf_counter() - start
