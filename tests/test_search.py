@@ -178,7 +178,9 @@ def test_report_redraws_table_and_figure(tmp_path, capsys):
     records.append({"trial": 4, "params": {"lr": 9.0}, "seed": 4, "epochs": 2,
                     "status": "diverged", "train_acc": [0.1], "val_acc": [0.1], "time": 0.5})
     (tmp_path / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in records))
-    assert command.main(["--report", str(tmp_path), "--top", "3"]) == 0
+    from fastzero import cli
+
+    assert cli.main(["search", "--report", str(tmp_path), "--top", "3"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert "5 trials finished (1 diverged)" in lines[0] and "0.5500" in lines[0]

@@ -22,11 +22,11 @@ import operator
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from fastzero.search.plan import SearchSettings, best_so_far, promote, rung_sizes, rungs
-from fastzero.search.results import (RESULTS, ResultsFile, latest_records, read_records,
-                                     read_settings, write_settings)
+from fastzero.search.results import (RESULTS, ResultsFile, read_records, read_settings,
+                                     write_settings)
 from fastzero.search.trial import SearchData, run_trial
 
 __all__ = ["MISSING_DASK", "require_dask", "default_workers", "local_cluster", "dask_client",
@@ -157,8 +157,7 @@ def _error_record(settings: SearchSettings, trial: int, epochs: int, exc: BaseEx
 
 
 def run_search(settings: SearchSettings, data: SearchData, out: str | Path, client: Any,
-               resume: bool = False, progress: bool = True,
-               on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+               resume: bool = False, progress: bool = True) -> list[dict[str, Any]]:
     """Run the search's missing trials on ``client``'s cluster; returns every record of
     ``out/trials.jsonl`` (the earlier ones first when resuming).
 
@@ -188,10 +187,8 @@ def run_search(settings: SearchSettings, data: SearchData, out: str | Path, clie
             best = best_so_far(records)
             if best > float("-inf"):
                 bar.set_postfix_str(f"best val acc {best:.4f}", refresh=True)
-            if on_record is not None:
-                on_record(record)
 
-        members, states = list(range(settings.trials)), {}
+        members, states, previous = list(range(settings.trials)), {}, {}
         for k, (epochs, size) in enumerate(zip(epochs_per_rung, sizes)):
             at_rung = {r["trial"]: r for r in records
                        if r["epochs"] == epochs and r["status"] in ("ok", "diverged")}
