@@ -148,6 +148,22 @@ def test_results_file_cuts_an_unfinished_last_line(tmp_path):
     assert path.read_bytes().endswith(b"\n")
 
 
+def test_resume_refuses_another_search(tmp_path):
+    from fastzero.search.results import write_settings
+    from fastzero.search.runner import run_search
+
+    s = settings_for("--trials", "4")
+    write_settings(tmp_path, s.to_dict())
+    (tmp_path / RESULTS).write_text("")
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_search(s, None, tmp_path, client=None)
+    with pytest.raises(ValueError, match="epochs=50"):
+        run_search(settings_for("--trials", "4", "--epochs", "3"), None, tmp_path, client=None,
+                   resume=True)
+    with pytest.raises(ValueError, match="seed=0"):
+        run_search(settings_for("--seed", "1"), None, tmp_path, client=None, resume=True)
+
+
 def test_continued_trial_equals_trial_trained_at_once():
     """Successive halving continues a promoted trial: same numbers as training it longer
     from the start, also with dropout (the np.random state travels with the trial)."""
