@@ -215,6 +215,10 @@ def test_local_cluster_two_workers(client, tmp_path):
 
     workers = client.run(lambda: numba.config.NUMBA_NUM_THREADS)
     assert len(workers) == 2 and set(workers.values()) == {1}
+    import dask
+
+    assert set(client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+               .values()) == {False}
     assert check_workers(client, 1) == []
     s = settings_for("--trials", "8", "--epochs", "2", "--param", "lr=1e-3:1e4")
     data = data_for(s)
@@ -316,7 +320,8 @@ def test_real_dask_scheduler_and_two_workers(tmp_path):
     config = tmp_path / "dask-config"  # as docs/search.md advises for dask worker
     config.mkdir()
     (config / "fastzero.yaml").write_text(
-        "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n")
+        "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n"
+        "  worker:\n    profile:\n      enabled: false\n")
     procs = [start([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
                     "--port", str(port), "--no-dashboard"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
