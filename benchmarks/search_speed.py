@@ -6,11 +6,13 @@ successive halving (not an asv suite: run it by hand, it takes minutes).
 Serial: this process trains the trials one after another, one thread. Parallel: the same
 trials on ``fastzero search``'s default cluster (``cores`` worker processes, one thread each),
 started once. The two alternate in ``--rounds`` blocks of ``trials / rounds`` trials so that
-the machine's other load falls on both alike. Reported: trials per minute of each (median over
-the rounds and overall), their ratio, the CPU utilisation of the cluster's processes, the most
-runnable threads seen at once in the workers (sampled from /proc), the best validation
-accuracy, and then successive halving on the same trials: its best accuracy and CPU-minutes,
-against what the plain search had found after as many CPU-minutes.
+the machine's other load falls on both alike (on a shared machine, blocks of one trial per
+worker: ``--rounds trials/cores``). Reported: trials per minute of each (median over the
+rounds), their ratio, CPU seconds per trial of each, the CPU utilisation of the cluster's
+worker processes, each worker's threads that used CPU, the most runnable worker threads seen
+at once (sampled from /proc), the best validation accuracy, and then successive halving on the
+same trials: its best accuracy and CPU-minutes, against what the plain search had found after
+as many CPU-minutes.
 """
 from __future__ import annotations
 
@@ -80,6 +82,8 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def main() -> None:
+    import psutil
+
     from fastzero.search.command import make_parser, settings_from_args
     from fastzero.search.plan import best_so_far, load_search_data
     from fastzero.search.runner import default_workers, local_cluster, run_search
@@ -113,17 +117,20 @@ def main() -> None:
                    progress=False)
         run_trial(settings.config, 0, settings.params(0), settings.trial_seed(0), data, 1)
         block = args.trials // args.rounds
-        parallel_cpu = parallel_wall = 0.0
+        parallel_cpu = parallel_wall = serial_cpu = serial_wall = 0.0
         samples: list[int] = []
         threads_before = _thread_cpu(pids)
         for k in range(args.rounds):
             trials = range(k * block, (k + 1) * block)
-            start = time.perf_counter()
+            me, start = psutil.Process(), time.perf_counter()
+            cpu_start = sum(me.cpu_times()[:2])
             for i in trials:
                 serial_records.append(run_trial(settings.config, i, settings.params(i),
                                                 settings.trial_seed(i), data,
                                                 settings.epochs)[0])
             serial = time.perf_counter() - start
+            serial_cpu += sum(me.cpu_times()[:2]) - cpu_start
+            serial_wall += serial
             # the cluster runs the same trials: the search grows by a block each round
             shifted = settings.with_trials((k + 1) * block)
             directory = out / "parallel"
@@ -155,6 +162,10 @@ def main() -> None:
               f"{[round(b / a, 2) for a, b in rounds]}")
         print(f"serial total {sum(r['time'] for r in serial_records):.0f} s of trial time; "
               f"parallel wall {parallel_wall:.0f} s for {len(rounds) * block} trials")
+        n = len(rounds) * block
+        print(f"CPU seconds per trial: serial {serial_cpu / n:.2f}, cluster workers "
+              f"{parallel_cpu / n:.2f}; the serial process had {serial_cpu / serial_wall:.0%} "
+              "of a core")
         print(f"cluster CPU utilisation: {parallel_cpu / (parallel_wall * cores):.0%} of {cores} "
               f"cores; runnable worker threads: max {max(samples)}, mean "
               f"{statistics.mean(samples):.2f} ({len(samples)} samples)")
