@@ -279,7 +279,7 @@ def test_worker_killed_mid_trial(client, tmp_path):
     killed_trial = int(key.split("-")[1])
     assert killed_trial not in recorded_before_kill
     rerun = next(r for r in records if r["trial"] == killed_trial)
-    assert rerun["pid"] != pid and rerun["status"] == "ok"
+    assert rerun["status"] == "ok" and rerun["pid"] != pid
     assert same_numbers(rerun, in_process(s, killed_trial))
     client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
 
