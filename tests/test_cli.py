@@ -13,7 +13,7 @@ import fastzero
 from fastzero import cli
 from fastzero.datasets import mnist
 from fastzero.params_io import read_params
-from idx_fixtures import make_arrays, write_mnist
+from idx_fixtures import real_mnist_dir, make_arrays, write_mnist
 
 
 @pytest.fixture
@@ -185,15 +185,15 @@ def test_python_dash_m():
     assert result.stdout.strip() == f"fastzero {fastzero.__version__}"
 
 
-REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+REAL_MNIST = real_mnist_dir()
 
 
 @pytest.mark.slow
 def test_simple_convnet_one_epoch_on_real_mnist(tmp_path):
     # The default backend, the whole data set: the book's SimpleConvNet reaches
     # about 97 % test accuracy after one epoch of Adam.
-    if not REAL_MNIST.is_dir():
-        pytest.fail(f"real MNIST files expected in {REAL_MNIST}")
+    if REAL_MNIST is None:
+        pytest.fail("real MNIST files expected in $FASTZERO_DATA")
     out = tmp_path / "run"
     assert cli.main(["train", "--net", "simple", "--epochs", "1", "--seed", "0", "--data-dir",
                      str(REAL_MNIST), "--out", str(out), "--quiet"]) == 0

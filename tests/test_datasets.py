@@ -14,9 +14,9 @@ import pytest
 
 from fastzero.datasets import load_mnist
 from fastzero.datasets import mnist
-from idx_fixtures import idx_bytes, make_arrays, write_gz, write_mnist
+from idx_fixtures import real_mnist_dir, idx_bytes, make_arrays, write_gz, write_mnist
 
-REAL_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+REAL_MNIST = real_mnist_dir()
 
 
 def _offline(url, out):
@@ -289,7 +289,7 @@ def test_file_status(data_dir):
     assert status == {name: name != "t10k-labels-idx1-ubyte.gz" for name in mnist.FILES.values()}
 
 
-@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST files not present")
+@pytest.mark.skipif(REAL_MNIST is None, reason="real MNIST files not in $FASTZERO_DATA")
 def test_real_mnist_checksums_and_shapes():
     (x_train, t_train), (x_test, t_test) = load_mnist(data_dir=REAL_MNIST)
     assert x_train.shape == (60000, 784) and x_test.shape == (10000, 784)
