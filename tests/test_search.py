@@ -18,15 +18,17 @@ import numpy as np
 import pytest
 
 from fastzero.search import command
+from idx_fixtures import real_mnist_dir
 from fastzero.search.plan import SearchSettings, load_search_data, promote, rung_sizes, rungs
 from fastzero.search.results import RESULTS, ResultsFile, read_records
 from fastzero.search.space import Range, parse_range, sample, space_from_specs
 from fastzero.search.trial import run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
-# shared/ lies beside the project's clone (CI) or above its worktree.
-REAL_MNIST = next((p / "shared" / "data" / "mnist" for p in ROOT.parents
-                   if (p / "shared" / "data" / "mnist").is_dir()), ROOT.parent / "shared" / "data" / "mnist")
+# $FASTZERO_DATA (CI sets it), else shared/ beside the clone or above its worktree.
+REAL_MNIST = real_mnist_dir() or next(
+    (p / "shared" / "data" / "mnist" for p in ROOT.parents if (p / "shared" / "data" / "mnist").is_dir()),
+    ROOT.parent / "shared" / "data" / "mnist")
 # Small trials: 160 training and 40 validation samples, MultiLayerNet 6 x 100, SGD.
 SMALL = ["--train-size", "200", "--data-dir", str(REAL_MNIST)]
 
