@@ -143,7 +143,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                              progress=not args.quiet)
         wall = time.perf_counter() - start
     ran = len(records) - before
-    print(f"ran {ran} trials in {wall:.1f} s ({60 * ran / wall:.1f} trials per minute)")
+    what = "trial runs (trials x rungs)" if settings.halving else "trials"
+    print(f"ran {ran} {what} in {wall:.1f} s ({60 * ran / wall:.1f} per minute)")
     _report(out, records, args.top)
     return 0
 
