@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fastzero._backend import available_backends, kernels, use_backend
+from fastzero.kernels._geometry import output_size
 
 #: The backend every speed-up is measured against, and the one measured.
 REFERENCE, FAST = "numpy", "numba"
@@ -77,7 +78,7 @@ def _conv_inputs(dtype, *, x_shape, w_shape, pad):
     rng = np.random.default_rng(0)
     n, _, h, w = x_shape
     fn, _, fh, fw = w_shape
-    out_shape = (n, fn, h + 2 * pad - fh + 1, w + 2 * pad - fw + 1)
+    out_shape = (n, fn, output_size(h, fh, 1, pad), output_size(w, fw, 1, pad))
     x, W, dout = (_randn(rng, s, dtype) for s in (x_shape, w_shape, out_shape))
     return x, W * 0.1, np.zeros(fn, dtype), dout, pad
 
@@ -91,7 +92,8 @@ def _conv_run(k, inputs):
 def _pool_inputs(dtype, *, x_shape):
     rng = np.random.default_rng(0)
     n, c, h, w = x_shape
-    return _randn(rng, x_shape, dtype), _randn(rng, (n, c, h // 2, w // 2), dtype)
+    out_shape = (n, c, output_size(h, 2, 2, 0), output_size(w, 2, 2, 0))
+    return _randn(rng, x_shape, dtype), _randn(rng, out_shape, dtype)
 
 
 def _pool_run(k, inputs):

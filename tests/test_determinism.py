@@ -158,6 +158,8 @@ def kernel_cases(rng, dtype):
         "adagrad_update": (x, dout, state, 0.1),
         "rmsprop_update": (x, dout, state, 0.1, 0.99),
         "adam_update": (x, dout, state, state ** 2, 0.1, 0.9, 0.999),
+        "separable_blur": (f(12, 28, 28), np.array([0.25, 0.5, 0.25], dtype=dtype)),
+        "bilinear_sample": (img, 4 * f(8, 16, 16) + 7.5, 4 * f(8, 16, 16) + 7.5),
     }
 
 

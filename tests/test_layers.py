@@ -419,6 +419,8 @@ def test_every_kernel_keeps_float32(on, rng):
         "batchnorm_backward": k.batchnorm_backward(r(3, 5), bn_cache, r(5)),
         "dropout_forward": k.dropout_forward(x2, rng.random((3, 5)).astype(f32), 0.5)[0],
         "dropout_backward": k.dropout_backward(r(3, 5), relu_mask),
+        "separable_blur": k.separable_blur(r(2, 6, 6), np.array([0.25, 0.5, 0.25], f32)),
+        "bilinear_sample": k.bilinear_sample(x4, r(2, 6, 6) + 2, r(2, 6, 6) + 2),
     }
     assert isinstance(loss, float)
     updates = {

@@ -65,9 +65,9 @@ dropout
 augment
     separable_blur(field, taps) -> out         field (N, H, W), taps (2r+1,):
         every plane convolved with taps along W, then along H; zero outside.
-    bilinear_sample(x, src_y, src_x) -> out    x (N, C, H, W), src_* (N, H, W):
-        out[n, c, i, j] = x[n, c] at (src_y, src_x)[n, i, j], bilinear,
-        zero outside the image (also for NaN points).
+    bilinear_sample(x, src_y, src_x) -> out    x (N, C, H, W), src_* (N, Ho, Wo):
+        out (N, C, Ho, Wo)[n, c, i, j] = x[n, c] at (src_y, src_x)[n, i, j],
+        bilinear, zero outside the image (also for NaN points).
 optim  (all update ``param`` and the state arrays IN PLACE, return None;
         param, grad and state share shape and dtype; eps = 1e-7 as the book)
     sgd_update(param, grad, lr)

@@ -62,8 +62,8 @@ def _sample_body(x, src_y, src_x, out):
     n, c, h, w = x.shape
     one = x.dtype.type(1)
     for s in range(n):
-        for i in range(h):
-            for j in range(w):
+        for i in range(out.shape[2]):
+            for j in range(out.shape[3]):
                 for ch in range(c):
                     out[s, ch, i, j] = 0
                 fy, fx = np.floor(src_y[s, i, j]), np.floor(src_x[s, i, j])
@@ -88,7 +88,7 @@ def _sample_body(x, src_y, src_x, out):
 @pjit
 def _bilinear_sample(x, src_y, src_x, out):
     n = x.shape[0]
-    k = n_spans(n, x.shape[1] * x.shape[2] * x.shape[3] * 16)
+    k = n_spans(n, out.shape[1] * out.shape[2] * out.shape[3] * 16)
     if k == 1:
         _sample_body(x, src_y, src_x, out)
     else:
@@ -101,8 +101,8 @@ def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.n
     """``out[n, c, i, j]`` = ``x[n, c]`` read at the point ``(src_y, src_x)[n, i, j]``
     by bilinear interpolation, zero outside the image.
 
-    x (N, C, H, W); src_y, src_x (N, H, W) in pixel coordinates; out like x.
+    x (N, C, H, W); src_y, src_x (N, Ho, Wo) in x's pixel coordinates; out (N, C, Ho, Wo).
     """
-    out = np.empty_like(x)
+    out = np.empty((x.shape[0], x.shape[1], *src_y.shape[1:]), dtype=x.dtype)
     _bilinear_sample(x, src_y, src_x, out)
     return out
