@@ -180,7 +180,7 @@ class Affine(_Layer):
     Parameters
     ----------
     W : (D, M)
-    b : (M,)
+    b : (M,), or a scalar or array that broadcasts to it as in the book's ``x @ W + b``
 
     ``forward`` takes ``x`` (N, D) or (N, d1, d2, ...) with ``d1*d2*... = D``,
     flattened per sample; ``backward`` returns ``dx`` in the original shape
@@ -198,11 +198,10 @@ class Affine(_Layer):
         self.db = None
 
     def _params(self) -> tuple[np.ndarray, np.ndarray]:
-        W, b = v.weights("Affine", W=self.W, b=self.b)
+        W = v.as_float_array(self.W, "Affine", "W")
         if W.ndim != 2 or W.size == 0:
             raise ValueError(f"Affine: expected W of shape (D, M), got shape {W.shape}")
-        v.check_shape(b, (W.shape[1],), "Affine", "b")
-        return W, b
+        return W, v.bias(self.b, W.shape[1], W.dtype, "Affine")
 
     def forward(self, x: Any) -> np.ndarray:
         W, b = self._params()
@@ -233,10 +232,14 @@ class SoftmaxWithLoss(_Layer):
     """Softmax followed by the cross-entropy loss.
 
     ``forward(x, t)`` takes logits ``x`` (N, K) (or one sample (K,)) and
-    targets ``t``: int labels (N,) in ``[0, K)`` or one-hot rows (N, K). It
-    returns the loss ``-sum(log(y[n, t[n]] + 1e-7)) / N`` (a float) and keeps
+    targets ``t``: int labels (N,) or (N, 1) in ``[0, K)``, or target rows
+    (N, K) -- one-hot, or soft (label smoothing, mixup; any finite rows, as
+    the book). It returns the book's loss ``-sum(log(y[n, c[n]] + 1e-7)) / N``
+    (a float), ``c`` the labels or the argmax of each target row, and keeps
     ``loss``, ``y`` (the softmax output) and ``t``. ``backward(dout=1)``
-    returns ``dout * (y - onehot(t)) / N``.
+    returns ``dout * (y - T) / N``, ``T`` the target rows (one-hot rows for
+    labels): for soft rows that sum to 1 this is the gradient of the soft
+    cross-entropy ``-sum(T * log(y)) / N``, as the book computes it.
     """
 
     def __init__(self) -> None:
@@ -248,10 +251,12 @@ class SoftmaxWithLoss(_Layer):
         x = v.layer_input(x, "SoftmaxWithLoss", "(N, K) or (K,)", ndim=(1, 2))
         rows = x.reshape(-1, x.shape[-1])
         n, classes = rows.shape
-        labels = v.labels(t, n, classes, "SoftmaxWithLoss", one_hot_ndim=x.ndim)
+        labels, soft = v.targets(t, n, classes, "SoftmaxWithLoss", one_hot_ndim=x.ndim)
         k = _backend.kernels()
         self.loss, y = k.softmax_cross_entropy_forward(rows, labels)
-        self._y, self._labels = y, labels
+        self._y = y
+        self._target = labels if soft is None else v.as_float_array(soft, "SoftmaxWithLoss", "t",
+                                                                     x.dtype)
         self.y = y.reshape(x.shape)
         self.t = t
         self._forwarded(k, x.shape, x.dtype)
@@ -261,7 +266,7 @@ class SoftmaxWithLoss(_Layer):
         if self._k is None:
             raise RuntimeError("SoftmaxWithLoss: backward() called without a preceding forward()")
         dout = v.real(dout, "SoftmaxWithLoss", "dout")
-        dx = self._k.softmax_cross_entropy_backward(dout, self._y, self._labels)
+        dx = self._k.softmax_cross_entropy_backward(dout, self._y, self._target)
         return dx.reshape(self._out_shape)
 
 
@@ -411,7 +416,7 @@ class Convolution(_Layer):
     ----------
     W : (FN, C, FH, FW)
         Filters.
-    b : (FN,)
+    b : (FN,), or a scalar or array that broadcasts to it (the book's ``b = 0``)
     stride : int >= 1
     pad : int >= 0
         Zero padding on each side of H and W.
@@ -433,11 +438,10 @@ class Convolution(_Layer):
         self.db = None
 
     def _params(self) -> tuple[np.ndarray, np.ndarray]:
-        W, b = v.weights("Convolution", W=self.W, b=self.b)
+        W = v.as_float_array(self.W, "Convolution", "W")
         if W.ndim != 4 or W.size == 0:
             raise ValueError(f"Convolution: expected W of shape (FN, C, FH, FW), got shape {W.shape}")
-        v.check_shape(b, (W.shape[0],), "Convolution", "b")
-        return W, b
+        return W, v.bias(self.b, W.shape[0], W.dtype, "Convolution")
 
     def forward(self, x: Any) -> np.ndarray:
         W, b = self._params()
@@ -474,7 +478,7 @@ class Pooling(_Layer):
     ----------
     pool_h, pool_w : int >= 1
     stride : int >= 1
-        The book's default, 1 (the book's nets pass ``stride=2`` explicitly).
+        The book's default, 2.
     pad : int, 0 <= pad < min(pool_h, pool_w)
 
     Unlike the book, whose ``Pooling`` computes the output size without the
@@ -485,7 +489,7 @@ class Pooling(_Layer):
     as ``np.argmax``; ``arg_max`` (N, C, OH, OW) holds its in-window index.
     """
 
-    def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
+    def __init__(self, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> None:
         self.pool_h, self.pool_w, self.stride, self.pad = self._geometry(pool_h, pool_w, stride, pad)
         self.x = None
         self.arg_max = None

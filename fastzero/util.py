@@ -9,7 +9,8 @@ from fastzero import _backend
 from fastzero import _validate as v
 from fastzero.kernels._geometry import output_size
 
-__all__ = ["smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
+#: ``np`` too: the book's module has no ``__all__``, so a star import gives a script its ``np``.
+__all__ = ["smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im", "np"]
 
 _SMOOTH_WINDOW = 11
 

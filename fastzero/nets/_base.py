@@ -166,8 +166,9 @@ class Network:
     def accuracy(self, x: np.ndarray, t: np.ndarray, batch_size: int = 100) -> float:
         """Fraction of samples whose highest score is the label, predicted in batches.
 
-        ``t`` holds labels (N,) in ``[0, K)`` or one-hot rows (N, K), ``K`` the
-        output size; anything else is a ValueError (checked on the first
+        ``t`` holds labels (N,) or (N, 1) in ``[0, K)`` or target rows (N, K)
+        (one-hot or soft: their argmax, as the book), ``K`` the output size;
+        anything else is a ValueError (checked on the first
         batch's scores, before the others are computed). Unlike the book's
         batched version, a last partial batch is counted too.
         """

@@ -8,7 +8,11 @@ import numpy as np
 
 from fastzero.layers import Affine, Convolution, Pooling, Relu
 from fastzero.nets._base import Network, normal_sampler
+from fastzero.nets._book_names import *  # noqa: F401,F403  (the book's module exports them)
+from fastzero.nets._book_names import BOOK_NAMES
 from fastzero.util import conv_output_size
+
+__all__ = ["SimpleConvNet", *BOOK_NAMES]
 
 
 def pool_output_size(size: int) -> int:
