@@ -1,4 +1,4 @@
-"""The ``fastzero`` command line: ``train``, ``evaluate``, ``info`` and ``bench``.
+"""The ``fastzero`` command line: ``train``, ``evaluate``, ``info``, ``bench`` and ``search``.
 
 ``fastzero train --net simple --epochs 1`` trains the book's SimpleConvNet on
 MNIST and writes into ``--out``: ``params.npz`` (the final parameters),
@@ -513,6 +513,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("bench", help="benchmark numba vs numpy kernels (fastzero bench --help)",
                    add_help=False)
+    sub.add_parser("search", help="hyper-parameter search on Dask (fastzero search --help)",
+                   add_help=False)
     return parser
 
 
@@ -523,6 +525,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fastzero import bench
 
         return bench.main(argv[1:])
+    if argv[:1] == ["search"]:
+        from fastzero.search import command
+
+        return command.main(argv[1:])
     args = make_parser().parse_args(argv)
     try:
         return args.func(args)
