@@ -175,7 +175,7 @@ def filters_figure(*weights: np.ndarray, titles: Sequence[str] = (), max_filters
         if block < len(titles):
             axes[block * rows_per, 0].set_title(titles[block], loc="left", fontsize=9,
                                                  x=0, ha="left")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9, wspace=0.15, hspace=0.5)
     return fig
 
 

@@ -162,3 +162,95 @@ def test_bad_input_is_refused():
         aug(np.zeros((3, 1, 28, 28)), 0)
     with pytest.raises(ValueError, match="unknown preset"):
         Augment.preset("rotate-a-lot")
+
+
+# ---------------------------------------------------------------- in the Trainer
+
+def _images(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, 3, n)
+    x = np.zeros((n, 1, 8, 8))
+    for i, label in enumerate(t):  # a bar per class, thick enough to survive a shift
+        x[i, 0, 2 + 2 * label:4 + 2 * label, 1:7] = 1.0
+    return x + 0.05 * rng.random(x.shape), t
+
+
+def _net(seed=0):
+    from fastzero.nets import SimpleConvNet
+
+    return SimpleConvNet(input_dim=(1, 8, 8), conv_param={"filter_num": 4, "filter_size": 3,
+                                                          "pad": 1, "stride": 1},
+                         hidden_size=10, output_size=3, weight_init_std=0.1, seed=seed)
+
+
+def _trainer(net, x, t, **kwargs):
+    from fastzero.trainer import Trainer
+
+    return Trainer(net, x, t, x, t, epochs=2, mini_batch_size=20, optimizer="Adam",
+                   optimizer_param={"lr": 0.01}, verbose=False, seed=3, **kwargs)
+
+
+def test_trainer_augments_every_batch_reproducibly(backend):
+    x, t = _images()
+    runs = {}
+    for name, augment in [("none", None), ("a", "affine"), ("b", "affine"),
+                          ("elastic", Augment(elastic_alpha=8.0, elastic_sigma=2.0))]:
+        net = _net()
+        _trainer(net, x, t, augment=augment).train()
+        runs[name] = net.params["W1"].copy()
+    np.testing.assert_array_equal(runs["a"], runs["b"])
+    assert not np.array_equal(runs["a"], runs["none"])
+    assert not np.array_equal(runs["a"], runs["elastic"])
+
+
+def test_trainer_sees_transformed_images(monkeypatch):
+    """The batches the network gets are the augmenter's output for the sampled images."""
+    x, t = _images()
+    net = _net()
+    seen = []
+    original = net.gradient
+    monkeypatch.setattr(net, "gradient", lambda xb, tb: seen.append(xb) or original(xb, tb))
+    trainer = _trainer(net, x, t, augment=Augment(shift=2.0))
+    trainer.train_step()
+    assert seen[0].shape == (20, 1, 8, 8)
+    assert not any(np.allclose(seen[0][0], image) for image in x)
+
+
+def test_trainer_augments_flat_rows_as_square_images():
+    from fastzero.nets import TwoLayerNet
+
+    x, t = _images()
+    net = TwoLayerNet(64, 10, 3, seed=0)
+    trainer = _trainer(net, x.reshape(len(x), 64), t, augment="shift")
+    trainer.train_step()
+    with pytest.raises(ValueError, match="not square images"):
+        _trainer(TwoLayerNet(60, 10, 3), x.reshape(len(x), 64)[:, :60], t, augment="shift").train_step()
+
+
+def test_resume_with_augmentation_is_bit_exact_and_refuses_another(tmp_path, backend):
+    x, t = _images()
+    whole = _net()
+    _trainer(whole, x, t, augment="elastic").train()
+    first = _net()
+    path = tmp_path / "run.npz"
+    trainer = _trainer(first, x, t, augment="elastic", checkpoint=path)
+    for _ in range(trainer.iter_per_epoch):
+        trainer.train_step()
+    resumed = _net(seed=7)
+    again = _trainer(resumed, x, t, augment="elastic")
+    again.load_checkpoint(path)
+    again.train()
+    for name in whole.params:
+        np.testing.assert_array_equal(resumed.params[name], whole.params[name], err_msg=name)
+    with pytest.raises(ValueError, match="augment"):
+        _trainer(_net(), x, t, augment="affine").load_checkpoint(path)
+    with pytest.raises(ValueError, match="augment"):
+        _trainer(_net(), x, t).load_checkpoint(path)
+
+
+def test_trainer_refuses_an_unknown_augment():
+    x, t = _images()
+    with pytest.raises(ValueError, match="unknown preset"):
+        _trainer(_net(), x, t, augment="mixup")
+    with pytest.raises(TypeError, match="augment"):
+        _trainer(_net(), x, t, augment=3)
