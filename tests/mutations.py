@@ -157,14 +157,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "cache-lock-noop", "Concurrent first use is safe (the cache lock)",
         "fastzero/kernels/numba/_jit.py",
         "            fcntl.flock(fd, mode)\n            yield", "            yield",
-        ("tests/test_numba_cache.py::test_processes_compiling_different_signatures_at_once_keep_every_cache_entry",),
+        ("tests/test_numba_cache.py::test_two_processes_compile_different_signatures_at_once",),
     ),
     Mutation(
         "no-tbb", "A process forked after any kernel computes normally (TBB layer)",
         "fastzero/kernels/_threading_layer.py",
         "            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)", "            pass",
         ("tests/test_threads.py::test_numba_runs_on_tbb_even_when_numba_starts_its_threads_first",
-         "tests/test_fork.py::test_fork_child_and_fork_pool_after_a_kernel_family[optim]"),
+         "tests/test_fork.py::test_fork_child_and_fork_pool_after_a_kernel_family"),
     ),
 )
 

@@ -89,7 +89,7 @@ def _cache_stats(proc, timeout=240):
     return int(hits), int(misses)
 
 
-def test_processes_compiling_different_signatures_at_once_keep_every_cache_entry(
+def test_two_processes_compile_different_signatures_at_once(
         kernel_script, tmp_path):
     """What the lock protects: the index rewrites of processes saving at once are ordered.
 

@@ -176,18 +176,19 @@ def _check_products(seen, where):
 
 def test_convolution_products_run_on_the_slice_threads_with_single_threaded_blas(
         threads, monkeypatch):
-    """A 100-tap convolution (BLAS path, above the direct loops' 75) forward and backward."""
+    """A 100-tap, stride-2 convolution (the BLAS path: above the direct loops' 75 taps,
+    not stride 1 as the vector tiles) forward and backward."""
     threads(TWO)
     assert blas_threads() == [TWO] * len(blas_threads())  # the knob set BLAS to TWO outside
     rng = np.random.default_rng(0)
-    x, W, b = rng.standard_normal((16, 4, 16, 16)), rng.standard_normal((8, 4, 5, 5)), np.zeros(8)
+    x, W, b = rng.standard_normal((64, 4, 16, 16)), rng.standard_normal((8, 4, 5, 5)), np.zeros(8)
     from fastzero.kernels.numba import conv_backward
 
     out = []
-    _check_products(_blas_products(monkeypatch, lambda: out.append(conv_forward(x, W, b, 1, 0))),
+    _check_products(_blas_products(monkeypatch, lambda: out.append(conv_forward(x, W, b, 2, 0))),
                     "conv forward")
     dout = rng.standard_normal(out[0][0].shape)
-    _check_products(_blas_products(monkeypatch, lambda: conv_backward(dout, out[0][1], W, 1, 0)),
+    _check_products(_blas_products(monkeypatch, lambda: conv_backward(dout, out[0][1], W, 2, 0)),
                     "conv backward")
     assert blas_threads() == [TWO] * len(blas_threads())
 

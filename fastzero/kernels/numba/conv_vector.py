@@ -214,7 +214,7 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, pad: int) -> np.nd
         buf, tmp = np.zeros(g.size, dtype=x.dtype), np.empty(FNp * g.L, dtype=x.dtype)
         _forward_blocks(x[s0:s1], pad, Hp, Wp, nb, g.L, w, FNp, g.offsets(FH, FW), b, buf, tmp, out[s0:s1])
 
-    map_slices(work, N)
+    map_slices(work, N, out.size * C * FH * FW)
     return out
 
 
@@ -247,7 +247,7 @@ def conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, pad: int):
         return dw[:FN, :K], db
 
     dx = np.empty(x.shape, dtype=x.dtype)
-    shares = map_slices(work, N)
+    shares = map_slices(work, N, 2 * dout.size * K)
     dW, db = shares[0][0].copy(), shares[0][1]
     for dW_share, db_share in shares[1:]:  # in slice order: the same bits for the same thread count
         dW += dW_share
