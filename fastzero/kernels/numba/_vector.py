@@ -58,7 +58,10 @@ def vector_target() -> bool:
     """Whether numba compiles for a CPU with AVX-512F (the host's, or ``NUMBA_CPU_FEATURES``).
 
     With only ``NUMBA_CPU_NAME`` set numba passes no feature list: False.
+    Under ``NUMBA_DISABLE_JIT=1`` too: the vector intrinsics only exist compiled.
     """
+    if numba.config.DISABLE_JIT:
+        return False
     features = numba.config.CPU_FEATURES
     if features is None:
         features = llvm.get_host_cpu_features().flatten()
