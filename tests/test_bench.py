@@ -49,7 +49,7 @@ def test_targets_are_issue_3s():
         "train.SimpleConvNet": 5.0,
         "train.DeepConvNet": 4.0,
     }
-    assert bench.FLOAT32_TARGET == 1.6
+    assert bench.cases.FLOAT32_TARGET == 1.6
 
 
 def test_layer_cases_have_the_book_nets_shapes():
@@ -112,7 +112,7 @@ def test_select():
 
 
 def test_measure_takes_medians_per_call(monkeypatch):
-    monkeypatch.setattr(bench, "SETTLE", 0.0)  # one untimed call before each sample
+    monkeypatch.setattr(bench.timing, "SETTLE", 0.0)  # one untimed call before each sample
     calls = {"numpy": 0, "numba": 0}
 
     def slow():
@@ -132,7 +132,7 @@ def test_measure_takes_medians_per_call(monkeypatch):
 
 def test_each_sample_follows_settling_calls_of_its_own_backend(monkeypatch):
     """After a switch of backend, SETTLE seconds of untimed calls before the timed ones."""
-    monkeypatch.setattr(bench, "SETTLE", 0.03)
+    monkeypatch.setattr(bench.timing, "SETTLE", 0.03)
     log = []
 
     def work(name):
@@ -215,15 +215,15 @@ def test_float32_vs_float64_is_measured_interleaved(monkeypatch):
     """The float32 / float64 ratio comes from one interleaved measurement of
     both dtypes under numba, not from two medians taken minutes apart."""
     case = "loss.softmax_cross_entropy_100x10"
-    monkeypatch.setattr(bench, "FLOAT32_CASE", case)
+    monkeypatch.setattr(bench.report, "FLOAT32_CASE", case)
     calls = []
-    real = bench.measure
+    real = bench.timing.measure
 
     def spy(works, *args, **kwargs):
         calls.append((list(works), kwargs.get("backends")))
         return real(works, *args, **kwargs)
 
-    monkeypatch.setattr(bench, "measure", spy)
+    monkeypatch.setattr(bench.timing, "measure", spy)
     report = bench.run_benchmarks(bench.select([case]), repeat=2, min_sample=0.001, coldstart=False)
     assert calls[-1] == (["float64", "float32"], {"float64": "numba", "float32": "numba"})
     f32 = report["float32_vs_float64"]

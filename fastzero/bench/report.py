@@ -1,0 +1,118 @@
+"""The report of ``fastzero bench``: measured as a JSON-ready dict, printed as tables."""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import timing
+from .coldstart import first_call_times
+from .cases import CASES_BY_NAME, DTYPES, FAST, FLOAT32_CASE, FLOAT32_TARGET, REFERENCE, Case
+
+def _fmt_ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.1f}"
+
+
+def _verdict(value: float, target: float | None) -> str:
+    if target is None:
+        return ""
+    return f">={target:g}x {'ok' if value >= target else 'MISSED'}"
+
+
+def _table(header: Sequence[str], rows: list[Sequence[str]], right: set[int]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    def line(r):
+        cells = [str(c).rjust(w) if i in right else str(c).ljust(w)
+                 for i, (c, w) in enumerate(zip(r, widths))]
+        return "  ".join(cells).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def format_report(report: dict) -> str:
+    """The human-readable tables of a report made by :func:`run_benchmarks`."""
+    meta = report["meta"]
+    out = [
+        f"fastzero bench: median seconds per call of {REFERENCE} (reference) and {FAST}, "
+        f"{meta['repeat']} interleaved samples each, compile time excluded",
+        f"threads {meta['threads']} | numpy {meta['numpy']} | numba {meta['numba']} | "
+        f"python {meta['python']} | {meta['machine']}",
+        "",
+    ]
+    rows = [
+        [r["case"], r["dtype"], _fmt_ms(r[REFERENCE]), _fmt_ms(r[FAST]),
+         f"{r['speedup']:.2f}x", _verdict(r["speedup"], r["target"])]
+        for r in report["cases"]
+    ]
+    out.append(_table(["case", "dtype", f"{REFERENCE} ms", f"{FAST} ms", "speed-up", "target"],
+                      rows, right={2, 3, 4}))
+    f32 = report.get("float32_vs_float64")
+    if f32:
+        out += ["", f"{FLOAT32_CASE} ({FAST}): float64 {_fmt_ms(f32['float64'])} ms, float32 "
+                f"{_fmt_ms(f32['float32'])} ms -> float32 {f32['ratio']:.2f}x faster "
+                f"({_verdict(f32['ratio'], FLOAT32_TARGET)})"]
+    cold = report.get("cold_start")
+    if cold:
+        out += ["", f"first call in a fresh process ({FAST}, float64): empty numba cache (cold), "
+                "cache left by a previous process (warm), and the second call (steady)", ""]
+        rows = [[r["case"], f"{r['cold']:.2f} s", f"{r['warm']:.2f} s",
+                 f"{_fmt_ms(r['steady'])} ms"] for r in cold]
+        out.append(_table(["case", "cold", "warm", "steady"], rows, right={1, 2, 3}))
+    return "\n".join(out)
+
+
+def _meta(repeat: int) -> dict:
+    import platform
+
+    import numba
+
+    from fastzero._threads import get_num_threads
+
+    return {
+        "repeat": repeat,
+        "threads": get_num_threads(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+    }
+
+
+def run_benchmarks(
+    cases: Sequence[Case],
+    dtypes: Sequence[str] = DTYPES,
+    repeat: int = 7,
+    min_sample: float = 0.05,
+    coldstart: bool = True,
+    threads: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Measure ``cases`` under both backends; return a JSON-ready report."""
+    rows = []
+    for case in cases:
+        for dtype in dtypes:
+            if progress:
+                progress(f"{case.name} {dtype}")
+            t = timing.compare(case, dtype, repeat, min_sample)
+            rows.append({"case": case.name, "dtype": dtype, REFERENCE: t[REFERENCE], FAST: t[FAST],
+                         "speedup": t[REFERENCE] / t[FAST], "target": case.target})
+    report: dict[str, Any] = {"meta": _meta(repeat), "cases": rows}
+    if FLOAT32_CASE in {c.name for c in cases} and {"float32", "float64"} <= set(dtypes):
+        # Its own interleaved samples: two medians taken minutes apart would
+        # also compare the machine's load at those two moments.
+        if progress:
+            progress(f"{FLOAT32_CASE} float32 vs float64")
+        case = CASES_BY_NAME[FLOAT32_CASE]
+        works = {dtype: timing.prepare(case, FAST, dtype) for dtype in ("float64", "float32")}
+        t = timing.measure(works, repeat, min_sample, backends=dict.fromkeys(works, FAST))
+        report["float32_vs_float64"] = dict(t, ratio=t["float64"] / t["float32"])
+    if coldstart:
+        report["cold_start"] = []
+        for case in cases:
+            if case.family == "train":
+                if progress:
+                    progress(f"{case.name} first call")
+                times = first_call_times(case.name, threads=threads)
+                report["cold_start"].append({"case": case.name, **times})
+    return report
