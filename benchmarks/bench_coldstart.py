@@ -11,7 +11,7 @@ from fastzero import bench
 
 from . import _harness
 
-_NETS = _harness.labels("train")
+_NETS = [name.removeprefix("train.") for name in bench.COLDSTART_CASES]
 
 
 class FirstTrainingStep:

@@ -19,6 +19,7 @@ from .cases import (
     BATCH,
     CASES,
     CASES_BY_NAME,
+    COLDSTART_CASES,
     DTYPES,
     FAST,
     REFERENCE,
@@ -34,7 +35,7 @@ from .report import format_report, run_benchmarks
 from .timing import compare, measure, prepare
 
 __all__ = [
-    "BATCH", "CASES", "CASES_BY_NAME", "DTYPES", "FAST", "REFERENCE", "Case", "TrainState",
+    "BATCH", "CASES", "CASES_BY_NAME", "COLDSTART_CASES", "DTYPES", "FAST", "REFERENCE", "Case", "TrainState",
     "cases_of", "compare", "first_call_times", "format_report", "main", "measure", "prepare",
     "run_benchmarks", "select", "train_step",
 ]

@@ -1,10 +1,28 @@
 """The benchmark cases: what ``fastzero bench`` and the asv suites time.
 
+A case is named ``family.label``, the same name in the report, in ``--cases``
+and as the asv suites' ``case`` parameter (where the family is the module,
+``bench_<family>``, and the label the value). Four kinds, all measured under
+the numpy reference and the numba backend:
+
+* **kernels** (families ``conv``, ``pool``, ``dense``, ``activation``,
+  ``loss``, ``norm``, ``dropout``, ``optim``): every kernel of the registry
+  :data:`fastzero.kernels.cases.CASES` at each of its book shapes, e.g.
+  ``conv.conv_backward.DeepConvNet.conv2``;
+* **layers** (``layer``): a book layer's forward and backward through the
+  layer class at batch 1, 3 and 100, e.g. ``layer.SimpleConvNet.conv1.b3``;
+* **networks** (``net``): each book network's ``loss`` and ``gradient`` at
+  batch 1, 3 and 100, and ``numerical_gradient`` of TwoLayerNet on a batch
+  of 3 (the book's ``ch05/gradient_check.py``);
+* **training steps** (``train``): ``gradient`` and the optimizer's update at
+  batch 100, the workloads of the book's chapter scripts: TwoLayerNet with SGD
+  (``ch05/train_neuralnet.py``), MultiLayerNet and MultiLayerNetExtend with
+  batch norm (``ch06/batch_norm_test.py``), SimpleConvNet and DeepConvNet with
+  Adam (``ch07/train_convnet.py``, ``ch08/train_deepnet.py``).
+
 A case builds its inputs for a dtype (``setup``) and does the work on a kernel
-module (``run``): forward and backward for a layer kernel, one in-place update
-for an optimizer, ``net.gradient`` plus an Adam update for a training step.
-Training steps call the layers, which use the *active* backend, so every
-measurement runs inside :func:`fastzero.use_backend`.
+module (``run``). Layers and networks call the *active* backend's kernels, so
+every measurement runs inside :func:`fastzero.use_backend`.
 """
 from __future__ import annotations
 
@@ -16,15 +34,21 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from fastzero.kernels import KERNELS
+from fastzero.kernels.cases import BATCH, CONV, DENSE, POOL
+from fastzero.kernels.cases import CASES as KERNEL_CASES
 
 #: The backend every speed-up is measured against, and the one measured.
 REFERENCE, FAST = "numpy", "numba"
 DTYPES: tuple[str, ...] = ("float64", "float32")
-BATCH = 100
-#: Issue-3 target for the float32 / float64 speed-up of the DeepConvNet step.
+#: Batches of the layer and network cases: single images, the book's
+#: ``gradient_check.py`` batch, and a training batch.
+BATCHES: tuple[int, ...] = (1, 3, BATCH)
+#: The minimum float32 / float64 speed-up of this training step (numba).
 FLOAT32_TARGET = 1.6
 FLOAT32_CASE = "train.DeepConvNet"
-
+#: The training steps whose first call is timed in fresh processes.
+COLDSTART_CASES: tuple[str, ...] = ("train.SimpleConvNet", "train.DeepConvNet")
 
 
 @dataclass(frozen=True)
@@ -32,8 +56,9 @@ class Case:
     """One benchmark: inputs built by ``setup(dtype)``, timed work ``run(k, inputs)``.
 
     ``k`` is a backend's kernel module (:func:`fastzero._backend.kernels`);
-    ``target`` is the minimum numpy/numba speed-up issue 3 asks for; ``slow``
-    cases are left out of quick runs (``--quick``, ``FASTZERO_BENCH_FAST=1``).
+    ``target`` is the minimum numpy/numba speed-up in float64 (the float32
+    rows have none); ``slow`` cases are left out of quick runs (``--quick``,
+    ``FASTZERO_BENCH_FAST=1``).
     """
 
     family: str
@@ -47,106 +72,206 @@ class Case:
     def name(self) -> str:
         return f"{self.family}.{self.label}"
 
-
-# --------------------------------------------------------------------- inputs
-
-
-def _randn(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    return rng.standard_normal(shape).astype(dtype)
+    def target_for(self, dtype: str) -> float | None:
+        """The minimum speed-up asked of this case in ``dtype`` (float64 only)."""
+        return self.target if np.dtype(dtype) == np.float64 else None
 
 
-def _conv_inputs(dtype, *, x_shape, w_shape, pad):
-    rng = np.random.default_rng(0)
-    n, _, h, w = x_shape
-    fn, _, fh, fw = w_shape
-    out_shape = (n, fn, h + 2 * pad - fh + 1, w + 2 * pad - fw + 1)
-    x, W, dout = (_randn(rng, s, dtype) for s in (x_shape, w_shape, out_shape))
-    return x, W * 0.1, np.zeros(fn, dtype), dout, pad
+# ------------------------------------------------------------------ kernels
 
 
-def _conv_run(k, inputs):
-    x, W, b, dout, pad = inputs
-    _, cache = k.conv_forward(x, W, b, 1, pad)
-    return k.conv_backward(dout, cache, W, 1, pad)
+def _kernel_inputs(dtype, *, kernel, dims):
+    from fastzero._backend import get_backend, kernels
+
+    # The builder calls forward kernels for a backward kernel's cache: the active backend's.
+    return KERNEL_CASES[kernel].arguments(kernels(get_backend()), dims, dtype)
 
 
-def _pool_inputs(dtype, *, x_shape):
-    rng = np.random.default_rng(0)
-    n, c, h, w = x_shape
-    return _randn(rng, x_shape, dtype), _randn(rng, (n, c, h // 2, w // 2), dtype)
+def _kernel_run(k, args, *, kernel):
+    return getattr(k, kernel)(*args)
 
 
-def _pool_run(k, inputs):
-    x, dout = inputs
-    _, argmax = k.maxpool_forward(x, 2, 2, 2, 0)
-    return k.maxpool_backward(dout, argmax, x.shape, 2, 2, 2, 0)
+#: Minimum float64 speed-ups of kernel cases, by name.
+_KERNEL_TARGETS = {"optim.adam_update.1M": 4.0}
 
 
-def _affine_inputs(dtype, *, d, m):
-    rng = np.random.default_rng(0)
-    x, W, dout = (_randn(rng, s, dtype) for s in ((BATCH, d), (d, m), (BATCH, m)))
-    return x, W * 0.01, np.zeros(m, dtype), dout
+def _kernel_cases() -> list[Case]:
+    return [
+        Case(family, f"{kernel}.{where}", partial(_kernel_inputs, kernel=kernel, dims=dims),
+             partial(_kernel_run, kernel=kernel), _KERNEL_TARGETS.get(f"{family}.{kernel}.{where}"))
+        for family, names in KERNELS.items()
+        for kernel in names
+        for where, dims in KERNEL_CASES[kernel].shapes("book").items()
+    ]
 
 
-def _affine_run(k, inputs):
-    x, W, b, dout = inputs
-    k.affine_forward(x, W, b)
-    return k.affine_backward(dout, x, W)
+# ------------------------------------------------------------------- layers
 
 
-def _relu_inputs(dtype, *, shape):
-    rng = np.random.default_rng(0)
-    return _randn(rng, shape, dtype), _randn(rng, shape, dtype)
+@dataclass(frozen=True)
+class LayerSpec:
+    """A layer of the book's networks: its constructor by dtype and its input by batch."""
+
+    make: Callable[[np.random.Generator, np.dtype], Any]
+    input_shape: Callable[[int], tuple[int, ...]]
 
 
-def _relu_run(k, inputs):
-    x, dout = inputs
-    _, mask = k.relu_forward(x)
-    return k.relu_backward(dout, mask)
+def _conv_layer(dims):
+    _, c, h, w, fn, fh, fw, stride, pad = dims
+
+    def make(rng, dtype):
+        from fastzero.layers import Convolution
+
+        W = (rng.standard_normal((fn, c, fh, fw)) * np.sqrt(2.0 / (c * fh * fw))).astype(dtype)
+        return Convolution(W, np.zeros(fn, dtype), stride, pad)
+
+    return LayerSpec(make, lambda n: (n, c, h, w))
 
 
-def _xent_inputs(dtype, *, classes):
-    rng = np.random.default_rng(0)
-    return _randn(rng, (BATCH, classes), dtype), rng.integers(0, classes, BATCH, dtype=np.int64)
+def _pool_layer(dims):
+    _, c, h, w, ph, pw, stride, pad = dims
+
+    def make(rng, dtype):
+        from fastzero.layers import Pooling
+
+        return Pooling(ph, pw, stride, pad)
+
+    return LayerSpec(make, lambda n: (n, c, h, w))
 
 
-def _xent_run(k, inputs):
-    x, t = inputs
-    _, y = k.softmax_cross_entropy_forward(x, t)
-    return k.softmax_cross_entropy_backward(1.0, y, t)
+def _affine_layer(dims, input_tail):
+    _, d, m = dims
+
+    def make(rng, dtype):
+        from fastzero.layers import Affine
+
+        return Affine((rng.standard_normal((d, m)) * np.sqrt(1.0 / d)).astype(dtype),
+                      np.zeros(m, dtype))
+
+    return LayerSpec(make, lambda n: (n, *input_tail))
 
 
-def _batchnorm_inputs(dtype, *, d):
-    rng = np.random.default_rng(0)
-    x, dout = _randn(rng, (BATCH, d), dtype), _randn(rng, (BATCH, d), dtype)
-    return x, np.ones(d, dtype), np.zeros(d, dtype), np.zeros(d, dtype), np.ones(d, dtype), dout
+def _simple_layer(name, *tail, **kwargs):
+    def make(rng, dtype):
+        import fastzero.layers
+
+        return getattr(fastzero.layers, name)(**kwargs)
+
+    return LayerSpec(make, lambda n: (n, *tail))
 
 
-def _batchnorm_run(k, inputs):
-    x, gamma, beta, running_mean, running_var, dout = inputs
-    _, cache = k.batchnorm_forward_train(x, gamma, beta, running_mean, running_var, 0.9, 1e-6)
-    return k.batchnorm_backward(dout, cache, gamma)
+def _batchnorm_layer(d):
+    def make(rng, dtype):
+        from fastzero.layers import BatchNormalization
+
+        return BatchNormalization(np.ones(d, dtype), np.zeros(d, dtype))
+
+    return LayerSpec(make, lambda n: (n, d))
 
 
-#: optimizer kernel -> (state arrays it keeps, hyper-parameters after them)
-_OPTIMIZERS: dict[str, tuple[int, tuple[float, ...]]] = {
-    "sgd_update": (0, (0.01,)),
-    "momentum_update": (1, (0.01, 0.9)),
-    "nesterov_update": (1, (0.01, 0.9)),
-    "adagrad_update": (1, (0.01,)),
-    "rmsprop_update": (1, (0.01, 0.99)),
-    "adam_update": (2, (0.001, 0.9, 0.999)),
+#: The book's layers, named by network and position; conv, pool and affine
+#: shapes are the kernel registry's book shapes.
+LAYERS: dict[str, LayerSpec] = {
+    **{where: _conv_layer(dims) for where, dims in CONV.book.items()},
+    "SimpleConvNet.relu1": _simple_layer("Relu", 30, 24, 24),
+    **{where: _pool_layer(dims) for where, dims in POOL.book.items()},
+    "SimpleConvNet.affine1": _affine_layer(DENSE.book["SimpleConvNet.affine1"], (30, 12, 12)),
+    "TwoLayerNet.affine1": _affine_layer(DENSE.book["TwoLayerNet.affine1"], (784,)),
+    "MultiLayerNet.sigmoid": _simple_layer("Sigmoid", 100),
+    "MultiLayerNetExtend.batchnorm": _batchnorm_layer(100),
+    "DeepConvNet.dropout": _simple_layer("Dropout", 50, dropout_ratio=0.5),
+    "SimpleConvNet.loss": _simple_layer("SoftmaxWithLoss", 10),
+}
+
+#: Minimum float64 speed-ups of layer cases (batch 100), by layer.
+_LAYER_TARGETS = {
+    "SimpleConvNet.conv1": 5.0,
+    "DeepConvNet.conv2": 5.0,
+    "SimpleConvNet.pool1": 10.0,
+    "DeepConvNet.pool1": 10.0,
+    "DeepConvNet.pool3": 10.0,
+    "SimpleConvNet.affine1": 1.0,
 }
 
 
-def _optim_inputs(dtype, *, n_state, shape=(1000, 1000)):
+def _layer_inputs(dtype, *, spec, n):
     rng = np.random.default_rng(0)
-    param, grad = _randn(rng, shape, dtype), _randn(rng, shape, dtype)
-    return (param, grad) + tuple(np.zeros(shape, dtype) for _ in range(n_state))
+    layer = spec.make(rng, dtype)
+    shape = spec.input_shape(n)
+    x = rng.standard_normal(shape).astype(dtype)
+    if type(layer).__name__ == "SoftmaxWithLoss":
+        return layer, x, rng.integers(0, shape[1], n, dtype=np.int64)
+    return layer, x, None
 
 
-def _optim_run(k, inputs, *, kernel, hyper):
-    return getattr(k, kernel)(*inputs, *hyper)
+def _layer_run(k, inputs):
+    layer, x, t = inputs
+    if t is not None:
+        layer.forward(x, t)
+        return layer.backward(1)
+    out = layer.forward(x)
+    return layer.backward(np.ones_like(out))
+
+
+def _layer_cases() -> list[Case]:
+    return [
+        Case("layer", f"{where}.b{n}", partial(_layer_inputs, spec=spec, n=n), _layer_run,
+             _LAYER_TARGETS.get(where) if n == BATCH else None)
+        for where, spec in LAYERS.items() for n in BATCHES
+    ]
+
+
+# ----------------------------------------------------------------- networks
+
+
+def make_net(name: str, dtype: Any, seed: int = 0) -> Any:
+    """A book network as the book's scripts build it (MNIST input, 10 classes)."""
+    import fastzero.nets as nets
+
+    if name == "TwoLayerNet":
+        return nets.TwoLayerNet(784, 50, 10, dtype=dtype, seed=seed)
+    if name == "MultiLayerNet":
+        return nets.MultiLayerNet(784, [100] * 5, 10, dtype=dtype, seed=seed)
+    if name == "MultiLayerNetExtend":
+        return nets.MultiLayerNetExtend(784, [100] * 5, 10, use_batchnorm=True, dtype=dtype,
+                                        seed=seed)
+    return getattr(nets, name)(dtype=dtype, seed=seed)
+
+
+#: The book's networks; the convnets take images, the others flat vectors.
+NETS: tuple[str, ...] = ("TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend",
+                         "SimpleConvNet", "DeepConvNet")
+
+
+def _batch(name: str, n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    shape = (n, 1, 28, 28) if name.endswith("ConvNet") else (n, 784)
+    return rng.random(shape).astype(dtype), rng.integers(0, 10, n, dtype=np.int64)
+
+
+def _net_inputs(dtype, *, net, n):
+    return (make_net(net, dtype), *_batch(net, n, dtype))
+
+
+def _net_run(k, inputs, *, method):
+    net, x, t = inputs
+    return getattr(net, method)(x, t)
+
+
+def _net_cases() -> list[Case]:
+    cases = [
+        Case("net", f"{net}.{method}.b{n}", partial(_net_inputs, net=net, n=n),
+             partial(_net_run, method=method),
+             slow=(net == "DeepConvNet" and method == "gradient" and n == BATCH))
+        for net in NETS for method in ("loss", "gradient") for n in BATCHES
+    ]
+    cases.append(Case("net", "TwoLayerNet.numerical_gradient.b3",
+                      partial(_net_inputs, net="TwoLayerNet", n=3),
+                      partial(_net_run, method="numerical_gradient"), slow=True))
+    return cases
+
+
+# ----------------------------------------------------------- training steps
 
 
 @dataclass
@@ -159,14 +284,11 @@ class TrainState:
     t: np.ndarray
 
 
-def _train_inputs(dtype, *, net):
-    import fastzero.nets
-    from fastzero.optimizer import Adam
+def _train_inputs(dtype, *, net, optimizer, lr):
+    import fastzero.optimizer
 
-    rng = np.random.default_rng(0)
-    x = rng.random((BATCH, 1, 28, 28)).astype(dtype)
-    t = rng.integers(0, 10, BATCH, dtype=np.int64)
-    return TrainState(getattr(fastzero.nets, net)(dtype=dtype, seed=0), Adam(), x, t)
+    x, t = _batch(net, BATCH, dtype)
+    return TrainState(make_net(net, dtype), getattr(fastzero.optimizer, optimizer)(lr=lr), x, t)
 
 
 def train_step(state: TrainState) -> None:
@@ -176,57 +298,36 @@ def train_step(state: TrainState) -> None:
 
 
 def _train_run(k, state):
-    # The layers call the active backend's kernels; the harness activates it.
     train_step(state)
 
 
-# ------------------------------------------------------------------- registry
+#: training step -> (optimizer, learning rate, float64 target, slow), as the book's scripts
+_TRAINING = {
+    "TwoLayerNet": ("SGD", 0.1, None, False),
+    "MultiLayerNet": ("SGD", 0.01, None, False),
+    "MultiLayerNetExtend": ("SGD", 0.01, None, False),
+    "SimpleConvNet": ("Adam", 0.001, 5.0, False),
+    "DeepConvNet": ("Adam", 0.001, 4.0, True),
+}
 
 
-def _build_cases() -> tuple[Case, ...]:
-    def conv(label, x_shape, w_shape, pad, target=None):
-        setup = partial(_conv_inputs, x_shape=x_shape, w_shape=w_shape, pad=pad)
-        return Case("conv", label, setup, _conv_run, target)
-
-    def pool(label, x_shape):
-        return Case("pool", label, partial(_pool_inputs, x_shape=x_shape), _pool_run, 10.0)
-
-    cases = [
-        # The book's layers, batch 100: SimpleConvNet conv1; DeepConvNet conv2
-        # (16->16 at 28x28) and conv6 (64->64 at 8x8, after conv4's pad 2).
-        conv("SimpleConvNet.conv1", (BATCH, 1, 28, 28), (30, 1, 5, 5), 0, 5.0),
-        conv("DeepConvNet.conv2", (BATCH, 16, 28, 28), (16, 16, 3, 3), 1, 5.0),
-        conv("DeepConvNet.conv6", (BATCH, 64, 8, 8), (64, 64, 3, 3), 1),
-        pool("SimpleConvNet.pool1", (BATCH, 30, 24, 24)),
-        pool("DeepConvNet.pool1", (BATCH, 16, 28, 28)),
-        pool("DeepConvNet.pool3", (BATCH, 64, 8, 8)),
-        Case("dense", "SimpleConvNet.affine1", partial(_affine_inputs, d=4320, m=100),
-             _affine_run, 1.0),
-        Case("activation", "SimpleConvNet.relu1", partial(_relu_inputs, shape=(BATCH, 30, 24, 24)),
-             _relu_run),
-        Case("loss", "softmax_cross_entropy_100x10", partial(_xent_inputs, classes=10), _xent_run),
-        Case("norm", "batchnorm_100x1000", partial(_batchnorm_inputs, d=1000), _batchnorm_run),
+def _train_cases() -> list[Case]:
+    return [
+        Case("train", net, partial(_train_inputs, net=net, optimizer=opt, lr=lr), _train_run,
+             target, slow)
+        for net, (opt, lr, target, slow) in _TRAINING.items()
     ]
-    for kernel, (n_state, hyper) in _OPTIMIZERS.items():
-        label = kernel.removesuffix("_update") + "_1M"
-        run = partial(_optim_run, kernel=kernel, hyper=hyper)
-        target = 4.0 if kernel == "adam_update" else None
-        cases.append(Case("optim", label, partial(_optim_inputs, n_state=n_state), run, target))
-    cases += [
-        Case("train", "SimpleConvNet", partial(_train_inputs, net="SimpleConvNet"), _train_run, 5.0),
-        Case("train", "DeepConvNet", partial(_train_inputs, net="DeepConvNet"), _train_run, 4.0,
-             slow=True),
-    ]
-    return tuple(cases)
 
+
+# ----------------------------------------------------------------- registry
 
 #: Every benchmark case, in table order.
-CASES: tuple[Case, ...] = _build_cases()
+CASES: tuple[Case, ...] = tuple(_kernel_cases() + _layer_cases() + _net_cases() + _train_cases())
 CASES_BY_NAME: dict[str, Case] = {c.name: c for c in CASES}
 
 
 def cases_of(family: str) -> list[Case]:
-    """The cases of one family ("conv", "pool", ..., "train"), in registry order."""
+    """The cases of one family ("conv", "pool", ..., "layer", "net", "train"), in order."""
     return [c for c in CASES if c.family == family]
 
 

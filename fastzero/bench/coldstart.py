@@ -14,7 +14,8 @@ from fastzero._backend import kernels, use_backend
 
 from .cases import CASES_BY_NAME, FAST
 
-_CHILD = "import sys; from fastzero.bench.coldstart import _first_call_child; _first_call_child(*sys.argv[1:])"
+_CHILD = ("import sys; from fastzero.bench.coldstart import _first_call_child; "
+          "_first_call_child(*sys.argv[1:])")
 
 
 def _first_call_child(case_name: str, dtype: str, threads: str) -> None:
@@ -40,8 +41,9 @@ def first_call_times(case_name: str, dtype: str = "float64", threads: int = 0) -
     Runs the case in a subprocess whose ``NUMBA_CACHE_DIR`` is a new empty
     directory (``cold``: every kernel compiles), then again in another
     subprocess with the cache the first one left (``warm``: kernels load from
-    disk). ``steady`` is the second call of the warm run. ``threads=0`` keeps
-    the default thread count.
+    disk). ``second`` is the call right after the warm run's first: one call,
+    not a median, with first-touch allocations still in it. ``threads=0``
+    keeps the default thread count.
     """
     with tempfile.TemporaryDirectory(prefix="fastzero-numba-cache-") as cache_dir:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
@@ -54,4 +56,4 @@ def first_call_times(case_name: str, dtype: str = "float64", threads: int = 0) -
             if proc.returncode != 0:
                 raise RuntimeError(f"first-call run of {case_name} failed:\n{proc.stderr}")
             runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    return {"cold": runs[0]["first"], "warm": runs[1]["first"], "steady": runs[1]["second"]}
+    return {"cold": runs[0]["first"], "warm": runs[1]["first"], "second": runs[1]["second"]}

@@ -153,7 +153,7 @@ ARRAY = Shapes(
     doc="any shape",
     tiny=((1,), (7, 13), (2, 3, 5, 7), (1, 40000), (3, 5, 47, 53)),
     parallel=(32, 1200),
-    book={"SimpleConvNet.relu1": (BATCH, 30, 24, 24), "MultiLayerNet.hidden": (BATCH, 100)},
+    book={"SimpleConvNet.conv1_out": (BATCH, 30, 24, 24), "MultiLayerNet.hidden": (BATCH, 100)},
 )
 
 #: (N, D): rows of a matrix (softmax, losses, batch norm); the last tiny one in parallel
