@@ -14,6 +14,9 @@ from fastzero import _backend
 from fastzero.kernels import KERNEL_NAMES, KERNELS
 from fastzero.kernels.cases import CASES, SIZES, cases_of, missing
 
+#: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
+pytestmark = pytest.mark.boundscheck
+
 REF = _backend.kernels("numpy")
 FAST = _backend.kernels("numba")
 DTYPES = [np.float64, np.float32]

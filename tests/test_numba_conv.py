@@ -9,6 +9,9 @@ from fastzero.kernels.cases import CONV
 from fastzero.kernels.numba import conv as fast
 from fastzero.kernels.numpy import conv as ref
 
+#: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
+pytestmark = pytest.mark.boundscheck
+
 RTOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 # The registry's tiny geometries (N, C, H, W, FN, FH, FW, stride, pad): batch 1

@@ -15,6 +15,9 @@ from fastzero.kernels.numba import activation, dense, dropout, loss, norm, optim
 from fastzero.kernels.cases import CASES
 from fastzero.kernels.numba._jit import FASTMATH
 
+#: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
+pytestmark = pytest.mark.boundscheck
+
 REF = _backend.kernels("numpy")
 FAST = _backend.kernels("numba")
 

@@ -9,6 +9,9 @@ from fastzero.kernels.cases import POOL
 from fastzero.kernels.numba import pool as fast
 from fastzero.kernels.numpy import pool as ref
 
+#: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
+pytestmark = pytest.mark.boundscheck
+
 # The registry's tiny geometries (N, C, H, W, pool_h, pool_w, stride, pad): square
 # and non-square windows, stride equal to, below (overlapping windows) and above
 # the window, pads 0-2.

@@ -7,7 +7,8 @@ import sys
 from typing import Sequence
 
 from .cases import DTYPES, select
-from .report import format_report, run_benchmarks
+from .report import format_peers, format_report, run_benchmarks
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``fastzero bench``: time every case under numpy and numba, print the speed-ups."""
@@ -16,7 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Time each benchmark case under the numpy reference and the numba backend "
         "in this process (medians, compile time excluded) and print the speed-ups; then "
         "the first call of a training step in fresh processes with an empty and a warm "
-        "numba cache.",
+        "numba cache. With --peers: the book's convnets beside PyTorch instead.",
     )
     parser.add_argument("--quick", action="store_true",
                         help="3 short samples, no slow cases (DeepConvNet step), no cold start")
@@ -30,6 +31,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--coldstart", action=argparse.BooleanOptionalAction, default=None,
                         help="measure the first training step in fresh processes "
                         "(default: on, off with --quick)")
+    parser.add_argument("--peers", action="store_true",
+                        help="time the SimpleConvNet and DeepConvNet training steps beside the "
+                        "same networks in PyTorch (pip install \"fastzero[peers]\"); --cases "
+                        "train.SimpleConvNet picks one")
+    parser.add_argument("--layers", action="store_true",
+                        help="with --peers: also each layer's forward and backward")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="with --peers at 2 or more threads: rounds of alternating "
+                        "processes (default 3)")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -43,13 +53,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not cases:
         parser.error(f"no case matches {args.cases}; see --list")
-    if args.threads is not None:
-        import fastzero
+    import fastzero
 
+    if args.threads is not None:
         try:
             fastzero.set_num_threads(args.threads)
         except ValueError as exc:
             parser.error(str(exc))
+    progress = None if args.json else lambda msg: print(f"  measuring {msg} ...",
+                                                         file=sys.stderr, flush=True)
+    if args.peers or args.layers:
+        from .peers import PEER_NETS, compare
+
+        names = {c.name for c in cases}
+        nets = [net for net in PEER_NETS if f"train.{net}" in names]
+        if not nets:
+            parser.error(f"--peers compares {', '.join(f'train.{n}' for n in PEER_NETS)}: "
+                         f"none matches {args.cases}")
+        if args.rounds < 1:
+            parser.error("--rounds must be >= 1")
+        report = compare(nets, args.dtype, fastzero.get_num_threads(), args.layers,
+                         repeat=args.repeat or (3 if args.quick else 7),
+                         min_sample=0.01 if args.quick else 0.05, rounds=args.rounds,
+                         progress=progress)
+        print(json.dumps(report, indent=2) if args.json else format_peers(report))
+        return 0
     report = run_benchmarks(
         cases,
         dtypes=args.dtype,
@@ -57,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         min_sample=0.01 if args.quick else 0.05,
         coldstart=not args.quick if args.coldstart is None else args.coldstart,
         threads=args.threads or 0,
-        progress=None if args.json else lambda msg: print(f"  measuring {msg} ...",
-                                                           file=sys.stderr, flush=True),
+        progress=progress,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -130,3 +130,67 @@ def run_benchmarks(
                 times = first_call_times(case.name, threads=threads)
                 report["cold_start"].append({"case": case.name, **times})
     return report
+
+
+def _versus(fastzero: float, pytorch: float) -> str:
+    ratio = pytorch / fastzero
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+
+
+def _rate(flops: int, seconds: float | None, gemm: float | None = None) -> str:
+    if not flops or not seconds:
+        return ""
+    rate = flops / seconds
+    return f"{rate / 1e9:.1f}" + (f" ({rate / gemm:.0%})" if gemm else "")
+
+
+def format_peers(report: dict) -> str:
+    """The tables of a report made by :func:`fastzero.bench.peers.compare`."""
+    if "skipped" in report:
+        return f"fastzero bench --peers: skipped: {report['skipped']}"
+    meta = report["meta"]
+    threads = meta["threads"]
+    how = ("interleaved in one process" if threads == 1 else
+           f"each system in its own process, alternating, median of {meta['rounds']} rounds")
+    blas = meta["blas"]
+    gemm = meta["gemm_rate"]
+    out = [
+        f"fastzero bench --peers: one training step (gradient + Adam), batch {meta['batch']}, "
+        f"median ms of {meta['repeat']} samples, {threads} thread(s), {how}",
+        f"numpy BLAS {blas['internal_api']} {blas['version']} (kernel {blas['architecture']}) | "
+        f"numba CPU {meta['numba_cpu']} | torch {meta['torch']}",
+        "GEMM rate (numpy, 2048x2048 matmul, {} thread(s)): {}".format(
+            threads, ", ".join(f"{d} {r / 1e9:.1f} GFLOP/s" for d, r in gemm.items())),
+        "GFLOP/s = the step's convolution and affine operations (backward = 2x forward) / "
+        "its time; (%) = share of the GEMM rate",
+        "",
+    ]
+    rows = [
+        [r["net"], r["dtype"], f"{r['flops'] / 1e9:.3f}", _fmt_ms(r["fastzero"]),
+         _fmt_ms(r["pytorch"]), _versus(r["fastzero"], r["pytorch"]),
+         _rate(r["flops"], r["fastzero"], gemm[r["dtype"]]),
+         _rate(r["flops"], r["pytorch"], gemm[r["dtype"]])]
+        for r in report["steps"]
+    ]
+    out.append(_table(["net", "dtype", "GFLOP", "fastzero ms", "pytorch ms", "fastzero vs pytorch",
+                       "fastzero GFLOP/s", "pytorch GFLOP/s"], rows, right={2, 3, 4, 5, 6, 7}))
+    layers = report.get("layers")
+    if layers:
+        for net, dtype in dict.fromkeys((r["net"], r["dtype"]) for r in layers):
+            out += ["", f"{net} {dtype}, per layer: forward (fwd) and backward (bwd) ms and GFLOP/s"
+                    " (the first layer's PyTorch backward computes no image gradient)", ""]
+            rows = []
+            for r in (r for r in layers if r["net"] == net and r["dtype"] == dtype):
+                row = [r["layer"], "x".join(map(str, r["input_shape"])),
+                       f"{r['forward_flops'] / 1e9:.3f}" if r["forward_flops"] else ""]
+                for way in ("forward", "backward"):
+                    for system in ("fastzero", "pytorch"):
+                        seconds = r[f"{system}_{way}"]
+                        row += [_fmt_ms(seconds) if seconds else "-",
+                                _rate(r[f"{way}_flops"], seconds)]
+                rows.append(row)
+            out.append(_table(
+                ["layer", "input", "GFLOP fwd", "fastzero fwd ms", "GFLOP/s", "pytorch fwd ms",
+                 "GFLOP/s", "fastzero bwd ms", "GFLOP/s", "pytorch bwd ms", "GFLOP/s"],
+                rows, right=set(range(2, 11))))
+    return "\n".join(out)

@@ -53,17 +53,18 @@ def _settle(work: Callable[[], Any], seconds: float) -> None:
 
 def measure(
     works: dict[str, Callable[[], Any]], repeat: int = 7, min_sample: float = 0.05,
-    backends: dict[str, str] | None = None,
+    backends: dict[str, str] | None = None, settle: float | None = None,
 ) -> dict[str, float]:
     """Median seconds per call of each prepared work.
 
     ``works`` maps a label to a work prepared by :func:`prepare`, and runs it
     under the backend ``backends[label]`` (default: the label is the backend).
     Samples of the works are interleaved, so that load from other processes
-    hits them alike; each follows :data:`SETTLE` seconds of untimed calls of
-    its own work and loops long enough to last ``min_sample`` seconds (at
-    least one call).
+    hits them alike; each follows ``settle`` seconds (default :data:`SETTLE`)
+    of untimed calls of its own work and loops long enough to last
+    ``min_sample`` seconds (at least one call).
     """
+    settle = SETTLE if settle is None else settle
     backend_of = backends or {label: label for label in works}
     numbers = {}
     for label, work in works.items():
@@ -74,7 +75,7 @@ def measure(
     for _ in range(repeat):
         for label, work in works.items():
             with use_backend(backend_of[label]):
-                _settle(work, SETTLE)
+                _settle(work, settle)
                 samples[label].append(_seconds_per_call(work, numbers[label]))
     return {label: statistics.median(s) for label, s in samples.items()}
 
