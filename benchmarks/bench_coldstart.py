@@ -9,7 +9,6 @@ import os
 
 from fastzero import bench
 
-from . import _harness
 
 _NETS = [name.removeprefix("train.") for name in bench.COLDSTART_CASES]
 

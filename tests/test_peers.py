@@ -114,6 +114,7 @@ def test_peers_picks_nets_by_case_name(monkeypatch, capsys):
 
 
 def test_one_thread_interleaves_both_systems_in_this_process(monkeypatch):
+    pytest.importorskip("torch")
     from fastzero.bench import timing
 
     calls = []
@@ -144,6 +145,28 @@ def test_two_threads_alternate_separate_processes(monkeypatch):
     t = peers.measure_pair("DeepConvNet", "float32", threads=2, rounds=3)
     assert order == [("fastzero", 2), ("pytorch", 2)] * 3
     assert t == {"fastzero": {"step": 3.0}, "pytorch": {"step": 8.0}}  # medians of 1,3,5 / 2,4,6 x2
+
+
+def test_asv_track_vs_torch_is_skipped_without_torch(monkeypatch):
+    from benchmarks import bench_peers
+
+    monkeypatch.setattr(peers, "torch_missing", lambda: "PyTorch is not installed")
+    with pytest.raises(NotImplementedError, match="PyTorch is not installed"):
+        bench_peers.VsTorch().setup("SimpleConvNet", "float32")
+
+
+def test_asv_track_vs_torch_is_the_step_time_ratio(monkeypatch):
+    from benchmarks import bench_peers
+
+    monkeypatch.setattr(peers, "torch_missing", lambda: None)
+    monkeypatch.setattr(peers, "measure_pair", lambda *a, **k: {
+        "fastzero": {"step": 0.010}, "pytorch": {"step": 0.025}})
+    suite = bench_peers.VsTorch()
+    suite.setup("SimpleConvNet", "float64")
+    assert suite.track_vs_torch("SimpleConvNet", "float64") == 2.5
+    monkeypatch.setenv("FASTZERO_BENCH_FAST", "1")
+    with pytest.raises(NotImplementedError):
+        suite.setup("DeepConvNet", "float64")
 
 
 def test_a_child_process_times_fastzero():

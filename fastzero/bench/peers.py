@@ -256,10 +256,19 @@ def measure_pair(name: str, dtype: str, threads: int, layers: bool = False, repe
     process, alternating for ``rounds`` rounds (the median over the rounds).
     """
     if threads == 1:
+        import torch
+
+        import fastzero
+
+        before = fastzero.get_num_threads(), torch.get_num_threads()
         set_threads(1, with_torch=True)
-        works = {f"{system}:{label}": work for system in SYSTEMS
-                 for label, work in _works(system, name, dtype, layers).items()}
-        t = _measure(works, repeat, min_sample)
+        try:
+            works = {f"{system}:{label}": work for system in SYSTEMS
+                     for label, work in _works(system, name, dtype, layers).items()}
+            t = _measure(works, repeat, min_sample)
+        finally:
+            fastzero.set_num_threads(before[0])
+            torch.set_num_threads(before[1])
         return {system: {label.split(":", 1)[1]: s for label, s in t.items()
                          if label.startswith(system + ":")} for system in SYSTEMS}
     runs: dict[str, list[dict[str, float]]] = {system: [] for system in SYSTEMS}
