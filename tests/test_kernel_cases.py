@@ -26,7 +26,7 @@ def tolerance(dtype):
     return 1e-10 if dtype == np.float64 else 1e-4
 
 
-def assert_close(actual, desired, dtype, what):
+def assert_close(actual, desired, dtype, what=""):
     """Same type, dtype and shape; floats within ``dtype``'s tolerance of max |desired|."""
     if isinstance(desired, float):
         assert isinstance(actual, float), what

@@ -10,38 +10,13 @@ import numpy as np
 import pytest
 from numba.core.dispatcher import Dispatcher
 
-from fastzero import _backend
-from fastzero.kernels.numba import activation, dense, dropout, loss, norm, optim
 from fastzero.kernels.cases import CASES
+from fastzero.kernels.numba import activation, dense, dropout, loss, norm, optim
 from fastzero.kernels.numba._jit import FASTMATH
+from test_kernel_cases import DTYPES, FAST, REF, assert_close
 
 #: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
 pytestmark = pytest.mark.boundscheck
-
-REF = _backend.kernels("numpy")
-FAST = _backend.kernels("numba")
-
-DTYPES = [np.float64, np.float32]
-
-
-def tolerance(dtype):
-    return 1e-10 if dtype == np.float64 else 1e-4
-
-
-def assert_close(actual, desired, dtype):
-    """Same type, dtype and shape; values within ``dtype``'s tolerance of max |desired|."""
-    if isinstance(desired, float):
-        assert isinstance(actual, float)
-        np.testing.assert_allclose(actual, desired, rtol=tolerance(dtype))
-        return
-    assert actual.dtype == desired.dtype
-    assert actual.shape == desired.shape
-    if desired.dtype == np.bool_:
-        np.testing.assert_array_equal(actual, desired)
-        return
-    tol = tolerance(dtype)
-    atol = tol * float(np.max(np.abs(desired), initial=0.0))
-    np.testing.assert_allclose(actual, desired, rtol=tol, atol=atol)
 
 
 def compare(name, *args):
