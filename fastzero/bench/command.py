@@ -20,7 +20,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "numba cache. With --peers: the book's convnets beside PyTorch instead.",
     )
     parser.add_argument("--quick", action="store_true",
-                        help="3 short samples, no slow cases (DeepConvNet step), no cold start")
+                        help="3 short samples, no slow cases (DeepConvNet step, numerical gradient), "
+                        "no cold start")
     parser.add_argument("--dtype", nargs="+", choices=DTYPES, default=list(DTYPES),
                         help="dtypes to measure (default: both)")
     parser.add_argument("--repeat", type=int, help="samples per backend (default 7, quick 3)")
