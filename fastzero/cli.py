@@ -169,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import numba
 
-    from fastzero.datasets.mnist import file_status, resolve_data_dir
+    from fastzero.datasets.mnist import resolve_data_dir, verify_files
 
     data_dir = resolve_data_dir(args.data_dir)
     rows = [
@@ -182,7 +182,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("numba cache", numba.config.CACHE_DIR or "next to the sources, in __pycache__ (numba default)"),
         ("data dir", str(data_dir)),
     ]
-    rows += [(f"  {name}", "present" if ok else "missing") for name, ok in file_status(data_dir).items()]
+    rows += [(f"  {name}", status) for name, status in verify_files(data_dir).items()]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -199,8 +199,9 @@ def _add_compute_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=fastzero.available_backends(), default="numba",
                    help="compute backend (default: numba)")
     p.add_argument("--threads", type=int, help="threads for numba and BLAS (default: all cores)")
-    p.add_argument("--data-dir", help="directory of the four MNIST files "
-                   "(default: $FASTZERO_DATA, else ~/.cache/fastzero/mnist; downloaded if missing)")
+    p.add_argument("--data-dir", help="an existing directory holding the four MNIST files, "
+                   "gzip-compressed or not, e.g. the book's dataset/ (default: $FASTZERO_DATA, "
+                   "else ~/.cache/fastzero/mnist, where missing files are downloaded)")
     p.add_argument("--test-size", type=int, help="use only the first N test samples")
 
 
@@ -255,7 +256,8 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     info = sub.add_parser("info", help="versions, backend, threads, cache and data locations")
-    info.add_argument("--data-dir", help="MNIST directory to check (default as for train)")
+    info.add_argument("--data-dir", help="MNIST directory to check, each file read and verified "
+                      "by SHA-256 (default as for train)")
     info.set_defaults(func=cmd_info)
 
     sub.add_parser("bench", help="benchmark numba vs numpy kernels (fastzero bench --help)",

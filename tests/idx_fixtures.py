@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,14 @@ def write_mnist(directory: Path, arrays: dict[str, np.ndarray]) -> dict[str, str
         write_gz(directory / name, payload)
         checksums[name] = hashlib.sha256(payload).hexdigest()
     return checksums
+
+
+def real_mnist_dir() -> Path | None:
+    """The real MNIST files for the tests that need them: ``$FASTZERO_DATA`` if it
+    holds all four (CI points it at its copy), else None (those tests skip)."""
+    from fastzero.datasets.mnist import find_file
+
+    env = os.environ.get("FASTZERO_DATA")
+    if env and all(find_file(env, name) for name in FILES.values()):
+        return Path(env)
+    return None

@@ -13,7 +13,7 @@ import fastzero
 from fastzero import cli
 from fastzero.datasets import mnist
 from fastzero.params_io import read_params
-from idx_fixtures import make_arrays, write_mnist
+from idx_fixtures import real_mnist_dir, make_arrays, write_mnist
 
 
 @pytest.fixture
@@ -156,9 +156,17 @@ def test_info(data_dir, capsys):
     assert rows["numpy"].strip() == np.__version__
     assert rows["backend"].startswith(fastzero.get_backend())
     assert str(data_dir) in out
-    lines = {line.split()[0]: line.split()[-1] for line in out.splitlines() if ".gz" in line}
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines() if ".gz" in line}
     assert lines["t10k-images-idx3-ubyte.gz"] == "missing"
-    assert lines["train-images-idx3-ubyte.gz"] == "present"
+    assert lines["train-images-idx3-ubyte.gz"] == "verified (train-images-idx3-ubyte.gz)"
+
+
+def test_info_says_a_truncated_file_is_refused(data_dir, capsys):
+    path = data_dir / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-20])
+    assert cli.main(["info", "--data-dir", str(data_dir)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "train-labels" in x)
+    assert "refused: truncated or corrupt gzip file" in line
 
 
 def test_bench_is_dispatched(monkeypatch):
@@ -177,15 +185,15 @@ def test_python_dash_m():
     assert result.stdout.strip() == f"fastzero {fastzero.__version__}"
 
 
-REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+REAL_MNIST = real_mnist_dir()
 
 
 @pytest.mark.slow
 def test_simple_convnet_one_epoch_on_real_mnist(tmp_path):
     # The default backend, the whole data set: the book's SimpleConvNet reaches
     # about 97 % test accuracy after one epoch of Adam.
-    if not REAL_MNIST.is_dir():
-        pytest.fail(f"real MNIST files expected in {REAL_MNIST}")
+    if REAL_MNIST is None:
+        pytest.fail("real MNIST files expected in $FASTZERO_DATA")
     out = tmp_path / "run"
     assert cli.main(["train", "--net", "simple", "--epochs", "1", "--seed", "0", "--data-dir",
                      str(REAL_MNIST), "--out", str(out), "--quiet"]) == 0

@@ -1,7 +1,11 @@
 """load_mnist on small generated IDX files: formats, integrity checks, download path."""
+import functools
 import gzip
 import hashlib
+import http.server
 import os
+import socket
+import threading
 import urllib.error
 from pathlib import Path
 
@@ -10,9 +14,9 @@ import pytest
 
 from fastzero.datasets import load_mnist
 from fastzero.datasets import mnist
-from idx_fixtures import idx_bytes, make_arrays, write_gz, write_mnist
+from idx_fixtures import real_mnist_dir, idx_bytes, make_arrays, write_gz, write_mnist
 
-REAL_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+REAL_MNIST = real_mnist_dir()
 
 
 def _offline(url, out):
@@ -110,17 +114,65 @@ def test_image_label_count_mismatch(tmp_path, arrays, monkeypatch):
         load_mnist(data_dir=tmp_path)
 
 
-def test_missing_files_offline_say_where_to_put_them(tmp_path, monkeypatch):
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """The default data directory (no directory named), inside ``tmp_path``."""
+    monkeypatch.delenv("FASTZERO_DATA", raising=False)
+    monkeypatch.delenv("FASTZERO_MNIST_MIRRORS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "fastzero" / "mnist"
+
+
+def test_missing_files_offline_say_where_to_put_them(cache_dir, monkeypatch):
     monkeypatch.setattr(mnist, "fetch_url", _offline)
-    directory = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError) as info:
-        load_mnist(data_dir=directory)
+        load_mnist()
     message = str(info.value)
-    assert str(directory) in message
+    assert str(cache_dir) in message
     for name in mnist.FILES.values():
         assert name in message
     assert "network unreachable" in message
-    assert list(directory.iterdir()) == []  # nothing half-written left behind
+    for way in ("--data-dir DIR", "FASTZERO_DATA=DIR", f"copying them into {cache_dir}"):
+        assert way in message
+    # one short reason per mirror, each mirror tried once (not once per file)
+    assert message.count("network unreachable") == len(mnist.MIRRORS)
+    assert len(message) < 1000
+    assert list(cache_dir.iterdir()) == []  # nothing half-written left behind
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_a_named_data_dir_that_does_not_exist_is_not_created(tmp_path, monkeypatch, how):
+    monkeypatch.setattr(mnist, "fetch_url", _offline)
+    directory = tmp_path / "typo" / "mnist"
+    if how == "environment":
+        monkeypatch.setenv("FASTZERO_DATA", str(directory))
+    with pytest.raises(FileNotFoundError, match="that directory does not exist") as info:
+        load_mnist(data_dir=directory if how == "argument" else None)
+    assert str(directory) in str(info.value)
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("naming", ["torchvision", "kaggle"])
+def test_uncompressed_files_are_read_and_verified(tmp_path, arrays, monkeypatch, naming):
+    gz_dir = tmp_path / "gz"
+    monkeypatch.setattr(mnist, "SHA256", write_mnist(gz_dir, arrays))
+    monkeypatch.setattr(mnist, "fetch_url", _offline)
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    for name in mnist.FILES.values():
+        raw_name = mnist.UNCOMPRESSED_NAMES[name][0 if naming == "torchvision" else 1]
+        (raw_dir / raw_name).write_bytes(gzip.decompress((gz_dir / name).read_bytes()))
+    (x_train, _), (_, t_test) = load_mnist(normalize=False, data_dir=raw_dir)
+    np.testing.assert_array_equal(x_train.reshape(arrays["train_img"].shape), arrays["train_img"])
+    np.testing.assert_array_equal(t_test, arrays["test_label"])
+    assert all(s.startswith("verified") for s in mnist.verify_files(raw_dir).values())
+    # a flipped byte in an uncompressed file is caught by the checksum
+    raw_labels = raw_dir / mnist.UNCOMPRESSED_NAMES["t10k-labels-idx1-ubyte.gz"][0 if naming == "torchvision" else 1]
+    payload = bytearray(raw_labels.read_bytes())
+    payload[-1] ^= 1
+    raw_labels.write_bytes(bytes(payload))
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_mnist(data_dir=raw_dir)
 
 
 def _serving(files_by_url, calls):
@@ -150,6 +202,7 @@ def test_download_verifies_then_renames(tmp_path, arrays, monkeypatch):
     monkeypatch.setattr(mnist, "fetch_url", _serving(served, calls))
 
     directory = tmp_path / "cache" / "mnist"
+    directory.mkdir(parents=True)
     (x_train, t_train), (x_test, t_test) = load_mnist(normalize=False, data_dir=directory)
 
     np.testing.assert_array_equal(x_train.reshape(arrays["train_img"].shape), arrays["train_img"])
@@ -171,6 +224,7 @@ def test_download_of_only_corrupt_data_fails_cleanly(tmp_path, arrays, monkeypat
     garbage = {m + n: b"\x1f\x8b garbage" for m in mnist.MIRRORS for n in mnist.FILES.values()}
     monkeypatch.setattr(mnist, "fetch_url", _serving(garbage, []))
     directory = tmp_path / "cache"
+    directory.mkdir()
     with pytest.raises(FileNotFoundError, match="truncated or corrupt gzip") as info:
         load_mnist(data_dir=directory)
     assert str(directory) in str(info.value)
@@ -189,13 +243,53 @@ def test_data_dir_resolution(tmp_path, monkeypatch):
     assert mnist.resolve_data_dir() == tmp_path / "home" / ".cache" / "fastzero" / "mnist"
 
 
+def _serve(directory: Path):
+    """An HTTP server on 127.0.0.1 serving ``directory``; returns (server, base URL)."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_download_from_a_local_http_server(tmp_path, arrays, cache_dir, monkeypatch, capsys):
+    """The real download path (urllib, progress, verification, rename) against a
+    server on loopback; a mirror that accepts connections but never answers is
+    given up after TIMEOUT and not asked again for the other files."""
+    source = tmp_path / "served"
+    monkeypatch.setattr(mnist, "SHA256", write_mnist(source, arrays))
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(8)  # accepts the connection, never sends a byte
+    stalled_url = f"http://127.0.0.1:{stalled.getsockname()[1]}/"
+    server, url = _serve(source)
+    monkeypatch.setattr(mnist, "TIMEOUT", 0.5)
+    monkeypatch.setenv("FASTZERO_MNIST_MIRRORS", f"{stalled_url}, {url}")
+    try:
+        (x_train, _), (_, t_test) = load_mnist(normalize=False)
+    finally:
+        server.shutdown()
+        stalled.close()
+    np.testing.assert_array_equal(x_train.reshape(arrays["train_img"].shape), arrays["train_img"])
+    np.testing.assert_array_equal(t_test, arrays["test_label"])
+    assert sorted(os.listdir(cache_dir)) == sorted(mnist.FILES.values())
+    err = capsys.readouterr().err
+    assert f"downloading MNIST into {cache_dir}" in err
+    assert err.count(f"from {url}") == 4
+    assert err.count(stalled_url) == 1  # given up once, then skipped
+
+
 def test_file_status(data_dir):
     (data_dir / "t10k-labels-idx1-ubyte.gz").unlink()
     status = mnist.file_status(data_dir)
     assert status == {name: name != "t10k-labels-idx1-ubyte.gz" for name in mnist.FILES.values()}
 
 
-@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST files not present")
+@pytest.mark.skipif(REAL_MNIST is None, reason="real MNIST files not in $FASTZERO_DATA")
 def test_real_mnist_checksums_and_shapes():
     (x_train, t_train), (x_test, t_test) = load_mnist(data_dir=REAL_MNIST)
     assert x_train.shape == (60000, 784) and x_test.shape == (10000, 784)

@@ -1,11 +1,12 @@
 """MNIST as the book loads it (``dataset/mnist.py``), from the four IDX gzip files.
 
 The files are looked up in one directory (see :func:`resolve_data_dir`).
-Each file is decompressed, its IDX header checked against its actual size,
-and the SHA-256 of the decompressed payload compared with the published
-MNIST values before any array is returned. Missing files are downloaded
-from the first mirror in :data:`MIRRORS` that serves them, into a temporary
-file that is verified before it is renamed to its final name.
+Each file (gzip-compressed as published, or uncompressed as torchvision and
+Kaggle ship it) is decompressed, its IDX header checked against its actual
+size, and the SHA-256 of the decompressed payload compared with the published
+MNIST values before any array is returned. Missing files are downloaded from
+the first mirror in :func:`mirrors` that serves them, into a temporary file
+that is verified before it is renamed to its final name.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import gzip
 import hashlib
 import http.client
 import os
+import sys
+import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
@@ -22,8 +25,9 @@ import numpy as np
 
 from fastzero.params_io import atomic_write
 
-__all__ = ["FILES", "MIRRORS", "SHA256", "fetch_url", "file_status", "load_mnist",
-           "read_idx", "resolve_data_dir"]
+__all__ = ["FILES", "MIRRORS", "SHA256", "UNCOMPRESSED_NAMES", "default_data_dir", "fetch_url",
+           "file_status", "find_file", "load_mnist", "mirrors", "read_idx", "resolve_data_dir",
+           "verify_files"]
 
 #: The book's dataset keys -> file names (gzip-compressed IDX).
 FILES: dict[str, str] = {
@@ -48,6 +52,14 @@ MIRRORS: tuple[str, ...] = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 
+#: The same files uncompressed, as torchvision (dashes) and Kaggle (a dot) name them.
+UNCOMPRESSED_NAMES: dict[str, tuple[str, ...]] = {
+    name: (name[:-3], name[:-3].replace("-idx", ".idx")) for name in FILES.values()
+}
+
+#: Seconds a download may wait for the server (to connect, or for the next bytes).
+TIMEOUT = 10.0
+
 #: Largest decompressed payload accepted (train images: 47,040,016 bytes).
 MAX_IDX_BYTES = 64 * 2**20
 
@@ -61,36 +73,84 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     The user cache is ``$XDG_CACHE_HOME/fastzero/mnist``, by default
     ``~/.cache/fastzero/mnist``.
     """
-    if data_dir is not None:
-        return Path(data_dir).expanduser()
-    env = os.environ.get("FASTZERO_DATA")
-    if env:
-        return Path(env).expanduser()
+    named = _named_data_dir(data_dir)
+    return named if named is not None else default_data_dir()
+
+
+def default_data_dir() -> Path:
+    """The user cache directory MNIST is downloaded into when no directory is named."""
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "fastzero" / "mnist"
 
 
+def _named_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """The directory the user named (argument, else ``$FASTZERO_DATA``), if any."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    env = os.environ.get("FASTZERO_DATA")
+    return Path(env).expanduser() if env else None
+
+
+def mirrors() -> tuple[str, ...]:
+    """The mirrors to download from: ``$FASTZERO_MNIST_MIRRORS`` (URLs separated by
+    commas or spaces) if set, else :data:`MIRRORS`."""
+    env = os.environ.get("FASTZERO_MNIST_MIRRORS", "")
+    urls = [u if u.endswith("/") else u + "/" for u in env.replace(",", " ").split()]
+    return tuple(urls) or MIRRORS
+
+
+def find_file(directory: str | os.PathLike, name: str) -> Path | None:
+    """The file holding MNIST's ``name`` in ``directory``: the published gzip file,
+    or the same file uncompressed under any of :data:`UNCOMPRESSED_NAMES`."""
+    directory = Path(directory)
+    for candidate in (name, *UNCOMPRESSED_NAMES[name]):
+        if (directory / candidate).is_file():
+            return directory / candidate
+    return None
+
+
 def file_status(data_dir: str | os.PathLike | None = None) -> dict[str, bool]:
-    """File name -> whether it is present in the resolved data directory."""
+    """File name -> whether it is present (compressed or not) in the resolved data directory."""
     directory = resolve_data_dir(data_dir)
-    return {name: (directory / name).is_file() for name in FILES.values()}
+    return {name: find_file(directory, name) is not None for name in FILES.values()}
+
+
+def verify_files(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """File name -> ``"verified (<path>)"``, ``"missing"`` or ``"refused: <reason>"``,
+    each present file read and checked by SHA-256 as :func:`load_mnist` would."""
+    directory = resolve_data_dir(data_dir)
+    status = {}
+    for key, name in FILES.items():
+        path = find_file(directory, name)
+        if path is None:
+            status[name] = "missing"
+            continue
+        try:
+            read_idx(path, _NDIM[key], SHA256[name])
+        except ValueError as exc:
+            status[name] = f"refused: {str(exc).removeprefix(f'{path}: ')}"
+        else:
+            status[name] = f"verified ({path.name})"
+    return status
 
 
 def read_idx(path: str | os.PathLike, ndim: int, sha256: str | None = None) -> np.ndarray:
-    """Read a gzip-compressed IDX file of unsigned bytes with ``ndim`` dimensions.
+    """Read an IDX file of unsigned bytes with ``ndim`` dimensions, gzip-compressed or not.
 
     The header's dimensions must account for exactly the payload present, and
     the decompressed file's SHA-256 must equal ``sha256`` (when given).
     Raises ``ValueError`` naming the file otherwise.
     """
     path = Path(path)
+    with open(path, "rb") as f:
+        compressed = f.read(2) == b"\x1f\x8b"
     try:
-        with gzip.open(path, "rb") as f:
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
             raw = f.read(MAX_IDX_BYTES + 1)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{path}: truncated or corrupt gzip file ({exc})") from exc
     if len(raw) > MAX_IDX_BYTES:
-        raise ValueError(f"{path}: decompresses to more than {MAX_IDX_BYTES} bytes; not an MNIST file")
+        raise ValueError(f"{path}: holds more than {MAX_IDX_BYTES} bytes; not an MNIST file")
     header_size = 4 + 4 * ndim
     if len(raw) < header_size or raw[:2] != b"\0\0":
         raise ValueError(f"{path}: not an IDX file (bad magic number)")
@@ -119,11 +179,12 @@ def read_idx(path: str | os.PathLike, ndim: int, sha256: str | None = None) -> n
 def fetch_url(url: str, out: BinaryIO) -> None:
     """Download ``url`` into the open binary file ``out``, with a progress bar.
 
-    This is the only function that touches the network; tests replace it.
+    Gives up when the server sends nothing for :data:`TIMEOUT` seconds. This is
+    the only function that touches the network; tests replace it.
     """
     from tqdm.auto import tqdm
 
-    with urllib.request.urlopen(url, timeout=30) as response:
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
                   leave=False) as bar:
@@ -132,49 +193,66 @@ def fetch_url(url: str, out: BinaryIO) -> None:
                 bar.update(len(chunk))
 
 
-def _download(directory: Path, name: str, ndim: int) -> np.ndarray:
-    """Fetch ``name`` from the mirrors, verify it, then rename it into ``directory``."""
-    errors = []
-    for mirror in MIRRORS:
-        try:
-            with atomic_write(directory / name) as f:
-                fetch_url(mirror + name, f)
-                f.flush()
-                return read_idx(f.name, ndim, SHA256[name])
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            errors.append(f"{mirror}{name}: {exc}")
-    raise OSError("; ".join(errors))
+def _short(exc: BaseException) -> str:
+    """One line of an exception, without urllib's wrapping."""
+    reason = getattr(exc, "reason", None)
+    text = str(reason if isinstance(exc, urllib.error.URLError) and reason else exc)
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def _download_all(directory: Path, missing: list[str]) -> dict[str, np.ndarray]:
+    """Fetch the ``missing`` files into ``directory``, each verified before it is renamed
+    into place. A mirror that cannot be reached is not asked for the other files.
+    Raises ``OSError`` with one short line per mirror when a file cannot be had."""
+    print(f"fastzero: downloading MNIST into {directory}", file=sys.stderr)
+    arrays, dead, errors = {}, {}, {}
+    for key, name in FILES.items():
+        if name not in missing:
+            continue
+        for mirror in mirrors():
+            if mirror in dead:
+                continue
+            print(f"fastzero: {name} from {mirror}", file=sys.stderr)
+            try:
+                with atomic_write(directory / name) as f:
+                    fetch_url(mirror + name, f)
+                    f.flush()
+                    arrays[key] = read_idx(f.name, _NDIM[key], SHA256[name])
+                break
+            except (urllib.error.HTTPError, ValueError) as exc:  # the server answered
+                errors[mirror] = _short(exc)
+            except (OSError, http.client.HTTPException) as exc:  # unreachable or stalled
+                dead[mirror] = errors[mirror] = _short(exc)
+        else:
+            raise OSError("; ".join(f"{m}: {e}" for m, e in errors.items()))
+    return arrays
 
 
 def _missing_files_error(directory: Path, missing: list[str], reason: str) -> FileNotFoundError:
-    names = "\n".join(f"  {name}" for name in FILES.values())
     return FileNotFoundError(
-        f"MNIST files missing from {directory}: {', '.join(missing)}; {reason}.\n"
-        f"Put these four files (gzip-compressed IDX, as published) in {directory}:\n{names}\n"
-        "or point data_dir= / the FASTZERO_DATA environment variable at a directory holding them."
+        f"MNIST: {len(missing)} of the 4 files missing in {directory} "
+        f"({', '.join(missing)}); {reason}.\n"
+        "Supply the four files (gzip-compressed or not, e.g. the book's dataset/ folder) by one of:\n"
+        "  fastzero train --data-dir DIR ...   (load_mnist(data_dir=DIR) in Python)\n"
+        "  export FASTZERO_DATA=DIR\n"
+        f"  copying them into {default_data_dir()}"
     )
 
 
-def _read_all(directory: Path) -> dict[str, np.ndarray]:
-    missing = [name for name in FILES.values() if not (directory / name).is_file()]
+def _read_all(directory: Path, named: bool) -> dict[str, np.ndarray]:
+    if named and not directory.is_dir():
+        raise _missing_files_error(directory, list(FILES.values()), "that directory does not exist")
+    missing = [name for name in FILES.values() if find_file(directory, name) is None]
     arrays = {}
     if missing:
         try:
             directory.mkdir(parents=True, exist_ok=True)
+            arrays = _download_all(directory, missing)
         except OSError as exc:
-            raise _missing_files_error(directory, missing, f"cannot create the directory ({exc})")
-        errors = []
-        for key, name in FILES.items():
-            if name in missing:
-                try:
-                    arrays[key] = _download(directory, name, _NDIM[key])
-                except OSError as exc:
-                    errors.append(str(exc))
-        if errors:
-            raise _missing_files_error(directory, missing, "download failed: " + "; ".join(errors))
+            raise _missing_files_error(directory, missing, f"download failed ({exc})") from None
     for key, name in FILES.items():
         if key not in arrays:
-            arrays[key] = read_idx(directory / name, _NDIM[key], SHA256[name])
+            arrays[key] = read_idx(find_file(directory, name), _NDIM[key], SHA256[name])
     for split in ("train", "test"):
         n_img, n_label = len(arrays[f"{split}_img"]), len(arrays[f"{split}_label"])
         if n_img != n_label:
@@ -198,9 +276,11 @@ def load_mnist(normalize: bool = True, flatten: bool = True, one_hot_label: bool
     flatten : images as (N, 784) rows; otherwise (N, 1, 28, 28).
     one_hot_label : labels as (N, 10) float64 one-hot rows; otherwise (N,) uint8.
     data_dir : directory of the four IDX files (see :func:`resolve_data_dir`);
-        missing files are downloaded into it.
+        missing files are downloaded into it. A directory named here or by
+        ``$FASTZERO_DATA`` must exist; only the default cache directory is created.
     """
-    arrays = _read_all(resolve_data_dir(data_dir))
+    named = _named_data_dir(data_dir)
+    arrays = _read_all(named or default_data_dir(), named=named is not None)
     out = []
     for split in ("train", "test"):
         x, t = arrays[f"{split}_img"], arrays[f"{split}_label"]

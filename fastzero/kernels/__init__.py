@@ -62,6 +62,12 @@ dropout
         rand: uniform [0, 1) array of x's shape drawn by the caller;
         mask = rand > ratio (bool); out = x * mask  (the book's Dropout).
     dropout_backward(dout, mask) -> dx
+augment
+    separable_blur(field, taps) -> out         field (N, H, W), taps (2r+1,):
+        every plane convolved with taps along W, then along H; zero outside.
+    bilinear_sample(x, src_y, src_x) -> out    x (N, C, H, W), src_* (N, H, W):
+        out[n, c, i, j] = x[n, c] at (src_y, src_x)[n, i, j], bilinear,
+        zero outside the image (also for NaN points).
 optim  (all update ``param`` and the state arrays IN PLACE, return None;
         param, grad and state share shape and dtype; eps = 1e-7 as the book)
     sgd_update(param, grad, lr)
@@ -91,6 +97,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "loss": ("softmax", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"),
     "norm": ("batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward"),
     "dropout": ("dropout_forward", "dropout_backward"),
+    "augment": ("separable_blur", "bilinear_sample"),
     "optim": (
         "sgd_update",
         "momentum_update",

@@ -11,6 +11,7 @@ from fastzero.kernels.numba.activation import (
     sigmoid_backward,
     sigmoid_forward,
 )
+from fastzero.kernels.numba.augment import bilinear_sample, separable_blur
 from fastzero.kernels.numba.conv import col2im, conv_backward, conv_forward, im2col
 from fastzero.kernels.numba.dense import affine_backward, affine_forward
 from fastzero.kernels.numba.dropout import dropout_backward, dropout_forward
@@ -55,6 +56,8 @@ __all__ = [
     "batchnorm_backward",
     "dropout_forward",
     "dropout_backward",
+    "separable_blur",
+    "bilinear_sample",
     "sgd_update",
     "momentum_update",
     "nesterov_update",

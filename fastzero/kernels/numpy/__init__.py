@@ -10,6 +10,7 @@ from fastzero.kernels.numpy.activation import (
     sigmoid_backward,
     sigmoid_forward,
 )
+from fastzero.kernels.numpy.augment import bilinear_sample, separable_blur
 from fastzero.kernels.numpy.conv import col2im, conv_backward, conv_forward, im2col
 from fastzero.kernels.numpy.dense import affine_backward, affine_forward
 from fastzero.kernels.numpy.dropout import dropout_backward, dropout_forward
@@ -41,6 +42,7 @@ __all__ = [
     "softmax", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
     "batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward",
     "dropout_forward", "dropout_backward",
+    "separable_blur", "bilinear_sample",
     "sgd_update", "momentum_update", "nesterov_update",
     "adagrad_update", "rmsprop_update", "adam_update",
 ]

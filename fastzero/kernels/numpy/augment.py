@@ -1,0 +1,45 @@
+"""Image warping for data augmentation: a separable blur and bilinear resampling."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def separable_blur(field: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Every (H, W) plane of ``field`` (N, H, W) convolved with ``taps`` (2r+1,)
+    along W, then along H; zero outside the plane."""
+    n, h, w = field.shape
+    r = taps.size // 2
+    padded = np.pad(field, ((0, 0), (0, 0), (r, r)))
+    rows = np.zeros_like(field)
+    for k in range(taps.size):
+        rows += taps[k] * padded[:, :, k:k + w]
+    padded = np.pad(rows, ((0, 0), (r, r), (0, 0)))
+    out = np.zeros_like(field)
+    for k in range(taps.size):
+        out += taps[k] * padded[:, k:k + h, :]
+    return out
+
+
+def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.ndarray:
+    """``out[n, c, i, j]`` = ``x[n, c]`` read at the point ``(src_y, src_x)[n, i, j]``
+    by bilinear interpolation, zero outside the image.
+
+    x (N, C, H, W); src_y, src_x (N, H, W) in pixel coordinates; out like x.
+    """
+    n, c, h, w = x.shape
+    y0, x0 = np.floor(src_y), np.floor(src_x)
+    wy, wx = src_y - y0, src_x - x0
+    inside = (y0 >= -1) & (y0 < h) & (x0 >= -1) & (x0 < w)  # also False for NaN
+    y0 = np.where(inside, y0, -2).astype(np.intp)  # every corner outside: reads zero
+    x0 = np.where(inside, x0, -2).astype(np.intp)
+    wy, wx = np.where(inside, wy, 0), np.where(inside, wx, 0)
+    one = x.dtype.type(1)
+    batch = np.arange(n)[:, None, None]
+    out = np.zeros_like(x)
+    for dy, dx, weight in ((0, 0, (one - wy) * (one - wx)), (0, 1, (one - wy) * wx),
+                           (1, 0, wy * (one - wx)), (1, 1, wy * wx)):
+        yy, xx = y0 + dy, x0 + dx
+        valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        values = x[batch, :, np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]  # (N, H, W, C)
+        out += np.moveaxis(np.where(valid[..., None], values, 0) * weight[..., None], -1, 1)
+    return out

@@ -1,0 +1,162 @@
+"""Data augmentation: the warping kernels on both backends against plain loops,
+the transforms' geometry, reproducibility and validation."""
+import numpy as np
+import pytest
+
+import fastzero
+from fastzero._backend import kernels
+from fastzero.augment import PRESETS, Augment, gaussian_taps
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+def _naive_sample(x, src_y, src_x):
+    """bilinear_sample written pixel by pixel: the independent oracle."""
+    n, c, h, w = x.shape
+    out = np.zeros_like(x, dtype=np.float64)
+    for s in range(n):
+        for i in range(h):
+            for j in range(w):
+                y, xx = float(src_y[s, i, j]), float(src_x[s, i, j])
+                if not np.isfinite(y) or not np.isfinite(xx):
+                    continue
+                y0, x0 = int(np.floor(y)), int(np.floor(xx))
+                for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+                    for xc, wx in ((x0, 1 - (xx - x0)), (x0 + 1, xx - x0)):
+                        if 0 <= yy < h and 0 <= xc < w:
+                            out[s, :, i, j] += wy * wx * x[s, :, yy, xc]
+    return out
+
+
+def _naive_blur(field, taps):
+    n, h, w = field.shape
+    r = taps.size // 2
+    out = np.zeros_like(field, dtype=np.float64)
+    for s in range(n):
+        for i in range(h):
+            for j in range(w):
+                for a in range(-r, r + 1):
+                    for b in range(-r, r + 1):
+                        if 0 <= i + a < h and 0 <= j + b < w:
+                            out[s, i, j] += taps[a + r] * taps[b + r] * field[s, i + a, j + b]
+    return out
+
+
+SHAPES = [(1, 1, 1, 1), (1, 1, 5, 7), (2, 3, 6, 4), (3, 1, 9, 9), (5, 2, 13, 11)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_bilinear_sample_matches_plain_loops(backend, shape, dtype):
+    rng = np.random.default_rng(sum(shape))
+    n, c, h, w = shape
+    x = rng.standard_normal(shape).astype(dtype)
+    # points inside, on the border, just outside, far outside, on exact pixels, NaN
+    src_y = rng.uniform(-2.5, h + 1.5, (n, h, w)).astype(dtype)
+    src_x = rng.uniform(-2.5, w + 1.5, (n, h, w)).astype(dtype)
+    src_y.flat[::5] = np.round(src_y.flat[::5])
+    src_x.flat[::7] = -1e30
+    src_y.flat[::11] = np.nan
+    out = kernels().bilinear_sample(x, src_y, src_x)
+    assert out.dtype == dtype and out.shape == shape
+    np.testing.assert_allclose(out, _naive_sample(x, src_y, src_x), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,sigma", [((1, 1, 1), 0.5), ((2, 5, 7), 1.0), ((3, 12, 9), 2.0),
+                                          ((1, 6, 6), 4.0)], ids=str)
+def test_separable_blur_matches_a_direct_2d_convolution(backend, shape, sigma, dtype):
+    field = np.random.default_rng(3).uniform(-1, 1, shape).astype(dtype)
+    taps = gaussian_taps(sigma, dtype)
+    out = kernels().separable_blur(field, taps)
+    assert out.dtype == dtype and out.shape == shape
+    np.testing.assert_allclose(out, _naive_blur(field, taps), **TOL[dtype])
+
+
+def test_gaussian_taps():
+    taps = gaussian_taps(4.0)
+    assert taps.size == 2 * 12 + 1 and taps.sum() == pytest.approx(1.0)
+    np.testing.assert_array_equal(taps, taps[::-1])
+    assert taps.argmax() == 12
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_no_transform_is_the_identity(backend, dtype):
+    x = np.random.default_rng(0).random((4, 2, 7, 9)).astype(dtype)
+    np.testing.assert_array_equal(Augment()(x, np.random.default_rng(1)), x)
+
+
+def test_whole_pixel_shift_moves_the_image(backend):
+    """A source grid shifted by whole pixels reads the image translated, zero-filled."""
+    x = np.random.default_rng(0).random((1, 1, 6, 8))
+    ys, xs = np.meshgrid(np.arange(6.0), np.arange(8.0), indexing="ij")
+    out = kernels().bilinear_sample(x, (ys - 2)[None], (xs + 3)[None])
+    expected = np.zeros_like(x)
+    expected[0, 0, 2:, :5] = x[0, 0, :4, 3:]
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_rotation_by_a_right_angle_is_rot90():
+    """source_points of a 90-degree rotation read the image rotated (square image)."""
+    draws = iter([np.array([90.0]), np.array([1.0]), np.zeros((2, 1))])  # angle, zoom, shift
+
+    class Fixed:
+        def uniform(self, low, high, size):
+            return next(draws)
+
+    src_y, src_x = Augment(rotation=90.0).source_points((1, 1, 5, 5), np.dtype(np.float64), Fixed())
+    x = np.random.default_rng(0).random((1, 1, 5, 5))
+    out = kernels("numpy").bilinear_sample(x, src_y, src_x)
+    np.testing.assert_allclose(out[0, 0], np.rot90(x[0, 0], k=-1), atol=1e-12)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backends_agree_and_a_seed_reproduces(preset, dtype):
+    x = np.random.default_rng(5).random((6, 1, 28, 28)).astype(dtype)
+    aug = PRESETS[preset]
+    with fastzero.use_backend("numpy"):
+        reference = aug(x, np.random.default_rng(42))
+    with fastzero.use_backend("numba"):
+        first = aug(x, np.random.default_rng(42))
+        again = aug(x, np.random.default_rng(42))
+        other = aug(x, np.random.default_rng(43))
+    assert first.dtype == dtype
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(first, reference, **TOL[dtype])
+    assert not np.array_equal(first, other)
+    assert not np.array_equal(first, x)
+
+
+def test_elastic_distortion_moves_pixels_smoothly():
+    """Simard's field: neighbouring pixels move alike, the mean displacement is
+    about a pixel for alpha=34, sigma=4."""
+    aug = Augment(elastic_alpha=34.0, elastic_sigma=4.0)
+    src_y, src_x = aug.source_points((20, 1, 28, 28), np.dtype(np.float64), np.random.default_rng(0))
+    dy = src_y - np.arange(28.0)[None, :, None]
+    dx = src_x - np.arange(28.0)[None, None, :]
+    magnitude = np.hypot(dy, dx)
+    assert 0.3 < magnitude.mean() < 3.0
+    # smooth: the step between neighbours is a small part of the displacement itself
+    assert np.abs(np.diff(dy, axis=2)).mean() < 0.2 * np.abs(dy).mean()
+
+
+@pytest.mark.parametrize("kwargs", [dict(shift=-1), dict(rotation=float("nan")), dict(scale=1.0),
+                                    dict(elastic_alpha=2.0, elastic_sigma=0.0), dict(shift=True)])
+def test_bad_parameters_are_refused(kwargs):
+    with pytest.raises(ValueError, match="Augment"):
+        Augment(**kwargs)
+
+
+def test_bad_input_is_refused():
+    aug = Augment(shift=1.0)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        aug(np.zeros((3, 28, 28)), rng)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        aug(np.zeros((3, 1, 28, 28), dtype=np.uint8), rng)
+    with pytest.raises(TypeError, match="Generator"):
+        aug(np.zeros((3, 1, 28, 28)), 0)
+    with pytest.raises(ValueError, match="unknown preset"):
+        Augment.preset("rotate-a-lot")
