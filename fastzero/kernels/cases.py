@@ -171,6 +171,22 @@ NORM = Shapes(
     book={"MultiLayerNetExtend.hidden": (BATCH, 100), "wide": (BATCH, 1000)},
 )
 
+#: (N, H, W, r): planes and a blur of 2r+1 taps
+BLUR = Shapes(
+    doc="(N, H, W, r)",
+    tiny=((1, 5, 7, 1), (2, 4, 9, 3), (3, 28, 28, 12)),
+    parallel=(8, 28, 28, 12),
+    book={"MNIST.elastic": (BATCH, 28, 28, 12)},  # Augment's elastic_sigma 4: r = 12
+)
+
+#: (N, C, H, W): images resampled at displaced points
+WARP = Shapes(
+    doc="(N, C, H, W)",
+    tiny=((1, 1, 5, 7), (2, 3, 9, 4), (3, 1, 28, 28)),
+    parallel=(8, 1, 28, 28),
+    book={"MNIST": (BATCH, 1, 28, 28)},
+)
+
 #: a parameter's shape
 PARAM = Shapes(
     doc="a parameter's shape",
@@ -315,6 +331,21 @@ def _dropout_backward(k, shape, dtype, rng):
     return dout, k.dropout_forward(x, rand, ratio)[1]
 
 
+def _separable_blur(k, dims, dtype, rng):
+    n, h, w, r = dims
+    taps = np.exp(-0.5 * (np.arange(-r, r + 1) / max(r / 3, 0.5)) ** 2)
+    return _normal(rng, (n, h, w), dtype), (taps / taps.sum()).astype(dtype)
+
+
+def _bilinear_sample(k, dims, dtype, rng):
+    n, c, h, w = dims
+    ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    # displaced by up to 2 pixels: some points fall between pixels, some outside
+    src_y = (ys + rng.uniform(-2, 2, (n, h, w))).astype(dtype)
+    src_x = (xs + rng.uniform(-2, 2, (n, h, w))).astype(dtype)
+    return rng.random((n, c, h, w)).astype(dtype), src_y, src_x
+
+
 #: optimizer kernel -> (state arrays it keeps, hyper-parameters after them)
 OPTIMIZERS: dict[str, tuple[int, tuple[float, ...]]] = {
     "sgd_update": (0, (0.01,)),
@@ -363,6 +394,8 @@ def _entries() -> dict[str, KernelCase]:
         ("batchnorm_backward", "norm", NORM, _bn_backward, ()),
         ("dropout_forward", "dropout", ARRAY, _dropout_forward, ()),
         ("dropout_backward", "dropout", ARRAY, _dropout_backward, ()),
+        ("separable_blur", "augment", BLUR, _separable_blur, ()),
+        ("bilinear_sample", "augment", WARP, _bilinear_sample, ()),
     ]
     # in place: the parameter (0) and the state arrays after the gradient (2, ...)
     table += [(name, "optim", PARAM, _optimizer(name), (0, *range(2, 2 + OPTIMIZERS[name][0])))
