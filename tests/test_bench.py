@@ -200,7 +200,9 @@ def test_each_sample_follows_settling_calls_of_its_own_backend(monkeypatch):
             runs.append([name, t, t])
     assert [r[0] for r in runs] == ["numpy", "numba"] * 3  # calibration, then 2 rounds
     for _, first, last in runs[2:]:
-        assert last - first >= 0.03 + 0.002  # settled, then at least one timed call
+        # the timed call starts once SETTLE seconds of calls are over (a loaded
+        # machine's 2 ms sleep may last 4 ms: then one timed call, not two)
+        assert last - first >= 0.03
 
 
 def test_format_report_marks_missed_targets():
