@@ -248,6 +248,7 @@ def test_bench_quick_prints_a_table(capsys):
     assert bench.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("fastzero bench:")
+    assert lines[2].startswith("numpy BLAS ") and "(kernel " in lines[2] and "numba CPU" in lines[2]
     header = next(i for i, line in enumerate(lines) if line.startswith("case"))
     assert lines[header].split() == ["case", "dtype", "numpy", "ms", "numba", "ms", "speed-up",
                                      "target"]

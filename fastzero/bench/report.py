@@ -40,6 +40,12 @@ def _table(header: Sequence[str], rows: list[Sequence[str]], right: set[int]) ->
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def _blas_line(meta: dict) -> str:
+    blas = meta["blas"]
+    return (f"numpy BLAS {blas['internal_api']} {blas['version']} (kernel "
+            f"{blas['architecture']}) | numba CPU {meta['numba_cpu']}")
+
+
 def format_report(report: dict) -> str:
     """The human-readable tables of a report made by :func:`run_benchmarks`."""
     meta = report["meta"]
@@ -48,6 +54,7 @@ def format_report(report: dict) -> str:
         f"{meta['repeat']} interleaved samples each, compile time excluded",
         f"threads {meta['threads']} | numpy {meta['numpy']} | numba {meta['numba']} | "
         f"python {meta['python']} | {meta['machine']}",
+        *([_blas_line(meta)] if "blas" in meta else []),
         f"speed-up = {REFERENCE} ms / {FAST} ms; target = the least speed-up asked of a case, "
         "in float64 only",
         "",
@@ -83,10 +90,14 @@ def _meta(repeat: int) -> dict:
 
     from fastzero._threads import get_num_threads
 
+    from .machine import numba_cpu, numpy_blas
+
     return {
         "repeat": repeat,
         "threads": get_num_threads(),
         "numpy": np.__version__,
+        "blas": numpy_blas(),
+        "numba_cpu": numba_cpu(),
         "numba": numba.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
@@ -152,13 +163,11 @@ def format_peers(report: dict) -> str:
     threads = meta["threads"]
     how = ("interleaved in one process" if threads == 1 else
            f"each system in its own process, alternating, median of {meta['rounds']} rounds")
-    blas = meta["blas"]
     gemm = meta["gemm_rate"]
     out = [
         f"fastzero bench --peers: one training step (gradient + Adam), batch {meta['batch']}, "
         f"median ms of {meta['repeat']} samples, {threads} thread(s), {how}",
-        f"numpy BLAS {blas['internal_api']} {blas['version']} (kernel {blas['architecture']}) | "
-        f"numba CPU {meta['numba_cpu']} | torch {meta['torch']}",
+        f"{_blas_line(meta)} | torch {meta['torch']}",
         "GEMM rate (numpy, 2048x2048 matmul, {} thread(s)): {}".format(
             threads, ", ".join(f"{d} {r / 1e9:.1f} GFLOP/s" for d, r in gemm.items())),
         "GFLOP/s = the step's convolution and affine operations (backward = 2x forward) / "
