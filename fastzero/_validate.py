@@ -90,6 +90,30 @@ def weights(where: str, **arrays: Any) -> list[np.ndarray]:
     return out
 
 
+def bias(b: Any, n: int, dtype: np.dtype, where: str) -> np.ndarray:
+    """A layer's bias as an (n,) array of the weights' ``dtype``.
+
+    As in the book's ``x @ W + b``, ``b`` may be any array that broadcasts
+    along the output's last axis of length ``n``: a scalar (``b = 0`` in
+    ``ch07/apply_filter.py``), (1,), (n,), or those with leading 1s such as
+    (1, n). An int or bool bias takes the weights' dtype; a float bias must
+    share it. An (n,) array that fits is returned as it is (an optimizer's
+    in-place update is seen); any other a broadcast copy.
+    """
+    arr = np.asarray(b)
+    computed = compute_dtype(arr.dtype, where, "b")
+    if arr.dtype.kind == "f" and computed != dtype:
+        raise TypeError(f"{where}: parameters must share one dtype, got W {dtype}, b {arr.dtype}")
+    if arr.ndim and (arr.shape[-1] not in (1, n) or any(s != 1 for s in arr.shape[:-1])):
+        raise ValueError(
+            f"{where}: expected b of shape ({n},), got shape {arr.shape} "
+            f"(a scalar, (1,) or (1, {n}) broadcast as well)"
+        )
+    if arr.shape == (n,):
+        return as_float_array(arr, where, "b", dtype)
+    return np.ascontiguousarray(np.broadcast_to(arr.reshape(-1), (n,)), dtype=dtype)
+
+
 def integer(value: Any, where: str, name: str, minimum: int) -> int:
     """``value`` as a Python int ``>= minimum`` (bools and floats are rejected)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -123,29 +147,38 @@ def window_fits(x_shape: tuple[int, ...], filter_h: int, filter_w: int, pad: int
         )
 
 
-def labels(t: Any, n: int, k: int, where: str, one_hot_ndim: int = 2) -> np.ndarray:
-    """Targets ``t`` as int64 class labels (n,) in ``[0, k)``.
+def targets(t: Any, n: int, k: int, where: str,
+            one_hot_ndim: int = 2) -> tuple[np.ndarray, np.ndarray | None]:
+    """Targets ``t`` for ``n`` samples of ``k`` classes as ``(labels, soft)``.
 
-    ``t`` holds either integer labels (shape ``(n,)``, or a single label when
-    ``one_hot_ndim == 1``) or one-hot rows of shape ``(n, k)`` (``(k,)`` when
-    ``one_hot_ndim == 1``), which are turned into labels by argmax as the book
-    does; one-hot rows must hold a single 1 and zeros elsewhere.
+    ``labels`` is int64 (n,) in ``[0, k)``; ``soft`` is None unless ``t`` holds
+    target rows that are not one-hot. ``t`` may be
+
+    * integer labels (n,) or (n, 1) (a single label, (), (1,) or (1, 1), when
+      ``one_hot_ndim == 1``);
+    * target rows of shape (n, k) ((k,) when ``one_hot_ndim == 1``), numeric
+      and finite: one-hot rows, or any others (label smoothing, mixup). As in
+      the book, ``labels`` is their argmax (the first on ties); ``soft`` is
+      the rows (n, k) as given when they are not all one-hot. Rows that are
+      not distributions are not refused: the book computes with them too.
     """
     t = np.asarray(t)
-    one_hot_shape = (n, k) if one_hot_ndim == 2 else (k,)
-    label_shapes = ((n,),) if one_hot_ndim == 2 else ((), (1,))
-    if t.shape == one_hot_shape and t.ndim == one_hot_ndim:
+    rows_shape = (n, k) if one_hot_ndim == 2 else (k,)
+    label_shapes = ((n,), (n, 1)) if one_hot_ndim == 2 else ((), (1,), (1, 1))
+    if t.shape == rows_shape and t.ndim == one_hot_ndim:
         if t.dtype.kind not in "biuf":
-            raise TypeError(f"{where}: one-hot targets must be numeric, got dtype {t.dtype}")
-        rows = t.reshape(-1, k)
-        if not (np.all((rows == 0) | (rows == 1)) and np.all(rows.sum(axis=1) == 1)):
-            raise ValueError(f"{where}: one-hot targets must hold a single 1 per row, zeros elsewhere")
-        return np.ascontiguousarray(rows.argmax(axis=1), dtype=np.int64)
+            raise TypeError(f"{where}: target rows must be numeric, got dtype {t.dtype}")
+        rows = t.reshape(n, k)
+        if not np.all(np.isfinite(rows)):
+            raise ValueError(f"{where}: target rows must be finite")
+        labels = np.ascontiguousarray(rows.argmax(axis=1), dtype=np.int64)
+        one_hot = np.all((rows == 0) | (rows == 1)) and np.all(rows.sum(axis=1) == 1)
+        return labels, None if one_hot else rows
     if t.shape not in label_shapes:
-        expected = " or ".join(str(s) for s in (*label_shapes, one_hot_shape))
+        expected = " or ".join(str(s) for s in label_shapes)
         raise ValueError(
-            f"{where}: expected labels of shape {expected} (one-hot) for {n} samples of "
-            f"{k} classes, got shape {t.shape}"
+            f"{where}: expected labels of shape {expected} or target rows of shape "
+            f"{rows_shape} for {n} samples of {k} classes, got shape {t.shape}"
         )
     if t.dtype.kind not in "iu":
         raise TypeError(f"{where}: labels must be integers, got dtype {t.dtype}")
@@ -153,36 +186,59 @@ def labels(t: Any, n: int, k: int, where: str, one_hot_ndim: int = 2) -> np.ndar
         raise ValueError(
             f"{where}: labels must be in [0, {k}), got values in [{t.min()}, {t.max()}]"
         )
-    return np.ascontiguousarray(t.reshape(n), dtype=np.int64)
+    return np.ascontiguousarray(t.reshape(n), dtype=np.int64), None
 
 
-def param_for_update(param: Any, grad: Any, where: str, key: Any) -> np.ndarray:
-    """Check a parameter can be updated in place by ``grad``; return ``grad`` converted.
+def labels(t: Any, n: int, k: int, where: str, one_hot_ndim: int = 2) -> np.ndarray:
+    """Int64 class labels (n,) of the targets ``t`` (see :func:`targets`)."""
+    return targets(t, n, k, where, one_hot_ndim)[0]
 
-    The parameter must be a writeable, C-contiguous float32/float64 ndarray
-    (the optimizer's contract is an in-place update); the gradient must have
-    its shape and dtype.
+
+def param_for_update(param: Any, grad: Any, where: str, key: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(work, grad)``: the array an optimizer kernel steps for ``params[key]``, and its gradient.
+
+    ``work`` is ``param`` itself when it is a writeable, C-contiguous, native
+    float32/float64 ndarray (the kernel updates it in place); otherwise a
+    float32/float64 C-contiguous copy (see :func:`compute_dtype`) that
+    :func:`store_update` puts back. A read-only array is refused (it cannot
+    be updated). ``grad`` must have the parameter's shape or broadcast to it;
+    it is converted to ``work``'s dtype.
     """
-    if not isinstance(param, np.ndarray) or param.dtype not in FLOAT_DTYPES:
-        got = param.dtype if isinstance(param, np.ndarray) else type(param).__name__
-        raise TypeError(
-            f"{where}: params[{key!r}] must be a float32 or float64 ndarray "
-            f"(it is updated in place), got {got}"
-        )
-    if not param.dtype.isnative:
-        raise TypeError(f"{where}: params[{key!r}] must be in native byte order")
-    if not (param.flags.c_contiguous and param.flags.writeable):
-        raise ValueError(
-            f"{where}: params[{key!r}] must be a writeable C-contiguous array "
-            "(it is updated in place); use np.ascontiguousarray and keep that array"
-        )
-    grad = np.asarray(grad)
-    if grad.shape != param.shape:
-        raise ValueError(
-            f"{where}: grads[{key!r}] has shape {grad.shape}, params[{key!r}] has {param.shape}"
-        )
-    if grad.dtype.type is not param.dtype.type:
-        raise TypeError(
-            f"{where}: grads[{key!r}] has dtype {grad.dtype}, params[{key!r}] has {param.dtype}"
-        )
-    return as_float_array(grad, where, f"grads[{key!r}]", param.dtype)
+    if (type(param) is np.ndarray and type(grad) is np.ndarray and param.dtype in FLOAT_DTYPES
+            and grad.dtype == param.dtype and grad.shape == param.shape
+            and param.flags.c_contiguous and param.flags.writeable and grad.flags.c_contiguous):
+        return param, grad  # the common case, checked in full
+    what = f"params[{key!r}]"
+    if isinstance(param, np.ndarray) and not param.flags.writeable:
+        raise ValueError(f"{where}: {what} must be writeable (it is updated in place)")
+    arr = np.asarray(param)
+    target = compute_dtype(arr.dtype, where, what)
+    if isinstance(param, np.ndarray) and param.dtype == target and param.flags.c_contiguous:
+        work = param
+    else:
+        work = np.array(arr, dtype=target, order="C")
+    grad_arr = np.asarray(grad)
+    compute_dtype(grad_arr.dtype, where, f"grads[{key!r}]")
+    if grad_arr.shape != work.shape:
+        try:  # as the book's ``params[key] -= lr * grads[key]``, e.g. a (1, M) bias, (M,) grad
+            grad_arr = np.broadcast_to(grad_arr, work.shape)
+        except ValueError:
+            raise ValueError(
+                f"{where}: grads[{key!r}] has shape {grad_arr.shape}, {what} has {work.shape}"
+            ) from None
+    return work, as_float_array(grad_arr, where, f"grads[{key!r}]", work.dtype)
+
+
+def store_update(params: Any, key: Any, param: Any, work: np.ndarray) -> None:
+    """Put the stepped copy ``work`` of ``params[key]`` back, as the book's arithmetic would.
+
+    A float ndarray is updated in place (its layers see the step); an int or
+    bool array, a list or a scalar cannot hold it, so the entry is replaced:
+    a NumPy float scalar for a scalar, the float array otherwise.
+    """
+    if isinstance(param, np.ndarray) and param.dtype.kind == "f":
+        param[...] = work
+    elif np.ndim(param) == 0 and not isinstance(param, np.ndarray):
+        params[key] = work[()]
+    else:
+        params[key] = work

@@ -8,7 +8,7 @@ Every image of a batch gets its own random transform. For an output pixel
 
 read by bilinear interpolation, zero outside the image. ``smooth(noise)`` is
 the elastic distortion of Simard, Steinkraus and Platt (2003): a displacement
-field of uniform noise in [-1, 1] per pixel and axis, smoothed by a Gaussian
+field of uniform noise in [-1, 1) per pixel and axis, smoothed by a Gaussian
 of standard deviation ``sigma`` and scaled by ``alpha`` pixels.
 
 All random numbers come from the ``numpy.random.Generator`` passed in, so a
@@ -92,7 +92,9 @@ class Augment:
         if self.elastic_alpha:
             k = _backend.kernels()
             taps = gaussian_taps(self.elastic_sigma, dtype)
-            noise = draw(-1, 1, (2, n, h, w)).astype(dtype)
+            noise = rng.random((2, n, h, w), dtype=dtype)  # uniform in [-1, 1) below
+            noise *= 2
+            noise -= 1
             alpha = np.dtype(dtype).type(self.elastic_alpha)
             src_y += alpha * k.separable_blur(noise[0], taps)
             src_x += alpha * k.separable_blur(noise[1], taps)

@@ -2,7 +2,8 @@
 needs to continue a run bit for bit, in one ``.npz`` written atomically.
 
 Entries: ``param.<name>`` and ``buffer.<name>`` (the network's parameters and
-batch-norm statistics), ``optim.<attr>.<key>`` (the optimizer's state dicts),
+the state of its layers, :func:`fastzero.blocks.network_buffers`: batch-norm
+statistics, also those of the book's own networks), ``optim.<attr>.<key>`` (the optimizer's state dicts),
 ``order`` (the epoch's batch order), ``np_random.keys``, ``history.<list>``,
 and ``meta``, a JSON object with the run's counters, settings and random states.
 Reading checks the whole file against the trainer before anything changes.
@@ -12,11 +13,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
-from fastzero import params_io
+from fastzero import blocks, params_io
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
@@ -28,7 +29,7 @@ def save_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
     arrays: dict[str, np.ndarray] = {}
     for name, value in trainer.network.params.items():
         arrays[f"param.{name}"] = value
-    for name, value in getattr(trainer.network, "buffers", {}).items():
+    for name, value in blocks.network_buffers(trainer.network).items():
         arrays[f"buffer.{name}"] = value
     optimizer_scalars, optimizer_dicts = {}, []
     for attr, value in vars(trainer.optimizer).items():
@@ -60,7 +61,7 @@ def save_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
         "np_random": [legacy[0], *map(_plain, legacy[2:])],
     }
     arrays["meta"] = np.array(json.dumps(meta))
-    params_io.save_params(arrays, path)
+    params_io.save_npz(arrays, path)
 
 def load_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
     """Continue the run saved in ``path``: restores the network's parameters
@@ -76,7 +77,7 @@ def load_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
     the random states, the history and the counters as they were.
     """
     source = os.fspath(path)
-    arrays = params_io.read_npz(path)
+    arrays = params_io.read_npz(path, check=_entry_sizes(trainer))
     try:
         saved = _checked_checkpoint(trainer, arrays)
     except ValueError as exc:
@@ -95,9 +96,34 @@ def load_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
     trainer.current_iter = saved.current_iter
     trainer.current_epoch = saved.current_epoch
 
+def _entry_sizes(trainer: Any) -> Callable[[Mapping[str, params_io.Declared]], None]:
+    """A check of a checkpoint's entries by the sizes their headers declare, run before
+    any entry is read: none larger than this trainer's run writes there."""
+    state = _network_state(trainer.network)
+    largest = max((value.size for value in state.values()), default=0)
+    fixed = {"order": 8 * trainer.train_size, "np_random.keys": 4 * 624, "meta": _MAX_META_BYTES,
+             **{f"history.{name}": 8 * _MAX_HISTORY for name in _HISTORY}}
+
+    def check(declared: Mapping[str, params_io.Declared]) -> None:
+        for name, entry in declared.items():
+            group, _, key = name.partition(".")
+            if group in ("param", "buffer", "optim"):
+                key = key.partition(".")[2] if group == "optim" else key
+                most = 8 * (state[key].size if key in state else largest)
+            elif name in fixed:
+                most = fixed[name]
+            else:
+                raise ValueError(f"unexpected entry {name!r}: not a fastzero checkpoint")
+            if entry.nbytes > most:
+                raise ValueError(f"entry {name!r} declares {entry.shape} {entry.dtype} "
+                                 f"({entry.nbytes} bytes); this trainer's checkpoint holds at "
+                                 f"most {most} bytes there")
+
+    return check
+
 def _network_state(network: Any) -> dict[str, np.ndarray]:
-    """The network's parameters and buffers (batch-norm statistics), by name."""
-    return {**network.params, **getattr(network, "buffers", {})}
+    """The network's parameters and buffers (its layers' state), by name."""
+    return {**network.params, **blocks.network_buffers(network)}
 
 def _checked_checkpoint(trainer: Any, arrays: dict[str, np.ndarray]) -> _SavedRun:
     """The checkpoint's content, every part checked against this trainer; ValueError if not."""
@@ -221,6 +247,8 @@ class _SavedRun(NamedTuple):
 
 
 _HISTORY = ("train_loss_list", "train_acc_list", "test_acc_list")
+_MAX_HISTORY = 1 << 22  # training steps a checkpoint's loss history may hold
+_MAX_META_BYTES = 1 << 22  # the 'meta' JSON: 1 Mi characters
 _META_KEYS = ("format", "network", "optimizer", "optimizer_scalars", "optimizer_dicts",
               "batch_size", "train_size", "replacement", "current_iter", "current_epoch",
               "rng", "np_random")
@@ -233,9 +261,9 @@ def _checked_meta(value: np.ndarray | None) -> dict[str, Any]:
     if value.shape != () or value.dtype.kind != "U":
         raise ValueError(f"not a fastzero checkpoint ('meta' is {value.shape} {value.dtype})")
     try:
-        meta = json.loads(str(value))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"corrupt checkpoint: 'meta' is not JSON ({exc})") from None
+        meta = params_io.parse_json(str(value))
+    except ValueError as exc:
+        raise ValueError(f"corrupt checkpoint: 'meta' is not readable JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise ValueError(f"corrupt checkpoint: 'meta' is a {type(meta).__name__}, not an object")
     if meta.get("format") != _CHECKPOINT_FORMAT:

@@ -24,6 +24,7 @@ __all__ = [
     "sum_squared_error",
     "cross_entropy_error",
     "softmax_loss",
+    "np",  # the book's module has no __all__: a star import gives a script its np
 ]
 
 
@@ -91,8 +92,8 @@ def cross_entropy_error(y: Any, t: Any) -> float:
     ----------
     y : (N, K) or (K,)
         Probabilities (e.g. a softmax output); one sample when 1-D.
-    t : (N,) int labels or (N, K) one-hot (for 1-D ``y``: one label or (K,) one-hot)
-        One-hot targets are turned into labels by argmax, as in the book.
+    t : (N,) or (N, 1) int labels, or (N, K) target rows (for 1-D ``y``: one label or (K,))
+        Target rows (one-hot or soft) are turned into labels by argmax, as in the book.
     """
     arr, rows = _rows(y, "cross_entropy_error", "y")
     n, k = rows.shape

@@ -5,6 +5,9 @@ from typing import Callable
 
 import numpy as np
 
+#: ``np`` too: the book's module has no ``__all__``, so a star import gives a script its ``np``.
+__all__ = ["numerical_gradient", "numerical_gradient_2d", "np"]
+
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray) -> np.ndarray:
     """Gradient of the scalar function ``f`` at ``x`` by central differences (h = 1e-4).
@@ -38,4 +41,27 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray) -> np.nd
             x[idx] = tmp_val
         grad[idx] = (fxh1 - fxh2) / (2 * h)
         it.iternext()
+    return grad
+
+
+def numerical_gradient_2d(f: Callable[[np.ndarray], float], X: np.ndarray) -> np.ndarray:
+    """The book's row-wise numerical gradient (chapter 4's ``numerical_gradient_2d``).
+
+    ``X`` (D,): the gradient of ``f`` at ``X``, as :func:`numerical_gradient`.
+    ``X`` (N, D): row ``n`` of the result is the gradient of ``f`` at the row
+    ``X[n]``, so ``f`` is called with one row (D,) at a time, perturbed in
+    place inside ``X``.
+
+    Returns
+    -------
+    grad : ndarray like ``X``
+    """
+    if not isinstance(X, np.ndarray) or X.ndim not in (1, 2):
+        got = f"shape {X.shape}" if isinstance(X, np.ndarray) else type(X).__name__
+        raise ValueError(f"numerical_gradient_2d: X must be an ndarray (D,) or (N, D), got {got}")
+    if X.ndim == 1:
+        return numerical_gradient(f, X)
+    grad = np.zeros_like(X)
+    for idx, row in enumerate(X):
+        grad[idx] = numerical_gradient(f, row)
     return grad

@@ -29,6 +29,7 @@ import numpy as np
 
 from fastzero import _backend
 from fastzero import _validate as v
+from fastzero.blocks import Block
 from fastzero.functions import *  # noqa: F401,F403  (the book's layers.py exports them too)
 from fastzero.functions import __all__ as _functions_all
 from fastzero.util import col2im, im2col  # noqa: F401
@@ -44,6 +45,8 @@ __all__ = [
     "BatchNormalization",
     "Convolution",
     "Pooling",
+    "SpatialBatchNormalization",
+    "ResidualBlock",
     "im2col",
     "col2im",
     *_functions_all,
@@ -81,7 +84,17 @@ class AddLayer:
 
 class _Layer:
     """Plumbing shared by the kernel-backed layers: the backend that ran the
-    last forward, and the check of ``backward``'s ``dout`` against that forward."""
+    last forward, the check of ``backward``'s ``dout`` against that forward,
+    and the layer protocol of :mod:`fastzero.blocks` (parameters, gradients
+    and state by name, ``takes_train_flg``) read from the attributes named in
+    ``param_names`` and ``state_names``."""
+
+    #: Attributes holding learnable parameters; ``backward`` sets ``d<name>`` for each.
+    param_names: tuple[str, ...] = ()
+    #: Attributes holding state that training forwards update and files must keep.
+    state_names: tuple[str, ...] = ()
+    #: Whether ``forward`` takes ``train_flg`` (training vs. inference mode).
+    takes_train_flg: bool = False
 
     _k = None  # kernel module of the forward that backward must match
     _out_shape: tuple[int, ...] = ()
@@ -91,6 +104,18 @@ class _Layer:
     @property
     def _name(self) -> str:
         return type(self).__name__
+
+    def named_params(self) -> dict[str, np.ndarray]:
+        """The learnable parameters by name (the very arrays the layer holds)."""
+        return {name: getattr(self, name) for name in self.param_names}
+
+    def named_grads(self) -> dict[str, np.ndarray | None]:
+        """The gradients of the last ``backward``, keyed like :meth:`named_params`."""
+        return {name: getattr(self, "d" + name) for name in self.param_names}
+
+    def named_state(self) -> dict[str, np.ndarray]:
+        """Non-learned state by name (the very arrays, updated in place)."""
+        return {name: getattr(self, name) for name in self.state_names}
 
     def _forwarded(self, k: Any, out_shape: tuple[int, ...], dtype: np.dtype) -> None:
         self._k, self._out_shape, self._dtype = k, tuple(out_shape), dtype
@@ -155,12 +180,14 @@ class Affine(_Layer):
     Parameters
     ----------
     W : (D, M)
-    b : (M,)
+    b : (M,), or a scalar or array that broadcasts to it as in the book's ``x @ W + b``
 
     ``forward`` takes ``x`` (N, D) or (N, d1, d2, ...) with ``d1*d2*... = D``,
     flattened per sample; ``backward`` returns ``dx`` in the original shape
     and sets ``dW`` (D, M) and ``db`` (M,).
     """
+
+    param_names = ("W", "b")
 
     def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
         self.W = W
@@ -171,11 +198,10 @@ class Affine(_Layer):
         self.db = None
 
     def _params(self) -> tuple[np.ndarray, np.ndarray]:
-        W, b = v.weights("Affine", W=self.W, b=self.b)
+        W = v.as_float_array(self.W, "Affine", "W")
         if W.ndim != 2 or W.size == 0:
             raise ValueError(f"Affine: expected W of shape (D, M), got shape {W.shape}")
-        v.check_shape(b, (W.shape[1],), "Affine", "b")
-        return W, b
+        return W, v.bias(self.b, W.shape[1], W.dtype, "Affine")
 
     def forward(self, x: Any) -> np.ndarray:
         W, b = self._params()
@@ -206,10 +232,14 @@ class SoftmaxWithLoss(_Layer):
     """Softmax followed by the cross-entropy loss.
 
     ``forward(x, t)`` takes logits ``x`` (N, K) (or one sample (K,)) and
-    targets ``t``: int labels (N,) in ``[0, K)`` or one-hot rows (N, K). It
-    returns the loss ``-sum(log(y[n, t[n]] + 1e-7)) / N`` (a float) and keeps
+    targets ``t``: int labels (N,) or (N, 1) in ``[0, K)``, or target rows
+    (N, K) -- one-hot, or soft (label smoothing, mixup; any finite rows, as
+    the book). It returns the book's loss ``-sum(log(y[n, c[n]] + 1e-7)) / N``
+    (a float), ``c`` the labels or the argmax of each target row, and keeps
     ``loss``, ``y`` (the softmax output) and ``t``. ``backward(dout=1)``
-    returns ``dout * (y - onehot(t)) / N``.
+    returns ``dout * (y - T) / N``, ``T`` the target rows (one-hot rows for
+    labels): for soft rows that sum to 1 this is the gradient of the soft
+    cross-entropy ``-sum(T * log(y)) / N``, as the book computes it.
     """
 
     def __init__(self) -> None:
@@ -221,10 +251,12 @@ class SoftmaxWithLoss(_Layer):
         x = v.layer_input(x, "SoftmaxWithLoss", "(N, K) or (K,)", ndim=(1, 2))
         rows = x.reshape(-1, x.shape[-1])
         n, classes = rows.shape
-        labels = v.labels(t, n, classes, "SoftmaxWithLoss", one_hot_ndim=x.ndim)
+        labels, soft = v.targets(t, n, classes, "SoftmaxWithLoss", one_hot_ndim=x.ndim)
         k = _backend.kernels()
         self.loss, y = k.softmax_cross_entropy_forward(rows, labels)
-        self._y, self._labels = y, labels
+        self._y = y
+        self._target = labels if soft is None else v.as_float_array(soft, "SoftmaxWithLoss", "t",
+                                                                     x.dtype)
         self.y = y.reshape(x.shape)
         self.t = t
         self._forwarded(k, x.shape, x.dtype)
@@ -234,7 +266,7 @@ class SoftmaxWithLoss(_Layer):
         if self._k is None:
             raise RuntimeError("SoftmaxWithLoss: backward() called without a preceding forward()")
         dout = v.real(dout, "SoftmaxWithLoss", "dout")
-        dx = self._k.softmax_cross_entropy_backward(dout, self._y, self._labels)
+        dx = self._k.softmax_cross_entropy_backward(dout, self._y, self._target)
         return dx.reshape(self._out_shape)
 
 
@@ -248,6 +280,7 @@ class Dropout(_Layer):
     """
 
     _needs = "forward(x, train_flg=True)"
+    takes_train_flg = True
 
     def __init__(self, dropout_ratio: float = 0.5) -> None:
         self.dropout_ratio = v.real(dropout_ratio, "Dropout", "dropout_ratio", 0.0, 1.0, True)
@@ -291,6 +324,9 @@ class BatchNormalization(_Layer):
 
     eps = 10e-7
     _needs = "forward(x, train_flg=True)"
+    param_names = ("gamma", "beta")
+    state_names = ("running_mean", "running_var")
+    takes_train_flg = True
 
     def __init__(self, gamma: np.ndarray, beta: np.ndarray, momentum: float = 0.9,
                  running_mean: np.ndarray | None = None,
@@ -330,6 +366,11 @@ class BatchNormalization(_Layer):
                 f"BatchNormalization: {name} must be writeable and C-contiguous (it is updated in place)"
             )
         return arr
+
+    def named_state(self) -> dict[str, np.ndarray]:
+        """``running_mean`` and ``running_var``, created as the first forward would if None."""
+        gamma, _ = self._params()
+        return {name: self._running(name, gamma.size, gamma.dtype) for name in self.state_names}
 
     def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
         gamma, beta = self._params()
@@ -375,7 +416,7 @@ class Convolution(_Layer):
     ----------
     W : (FN, C, FH, FW)
         Filters.
-    b : (FN,)
+    b : (FN,), or a scalar or array that broadcasts to it (the book's ``b = 0``)
     stride : int >= 1
     pad : int >= 0
         Zero padding on each side of H and W.
@@ -384,6 +425,8 @@ class Convolution(_Layer):
     ``OH = (H + 2*pad - FH) // stride + 1`` (likewise OW); ``backward`` sets
     ``dW`` and ``db``.
     """
+
+    param_names = ("W", "b")
 
     def __init__(self, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0) -> None:
         self.W = W
@@ -395,11 +438,10 @@ class Convolution(_Layer):
         self.db = None
 
     def _params(self) -> tuple[np.ndarray, np.ndarray]:
-        W, b = v.weights("Convolution", W=self.W, b=self.b)
+        W = v.as_float_array(self.W, "Convolution", "W")
         if W.ndim != 4 or W.size == 0:
             raise ValueError(f"Convolution: expected W of shape (FN, C, FH, FW), got shape {W.shape}")
-        v.check_shape(b, (W.shape[0],), "Convolution", "b")
-        return W, b
+        return W, v.bias(self.b, W.shape[0], W.dtype, "Convolution")
 
     def forward(self, x: Any) -> np.ndarray:
         W, b = self._params()
@@ -436,7 +478,7 @@ class Pooling(_Layer):
     ----------
     pool_h, pool_w : int >= 1
     stride : int >= 1
-        The book's default, 1 (the book's nets pass ``stride=2`` explicitly).
+        The book's default, 2.
     pad : int, 0 <= pad < min(pool_h, pool_w)
 
     Unlike the book, whose ``Pooling`` computes the output size without the
@@ -447,7 +489,7 @@ class Pooling(_Layer):
     as ``np.argmax``; ``arg_max`` (N, C, OH, OW) holds its in-window index.
     """
 
-    def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
+    def __init__(self, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> None:
         self.pool_h, self.pool_w, self.stride, self.pad = self._geometry(pool_h, pool_w, stride, pad)
         self.x = None
         self.arg_max = None
@@ -481,3 +523,126 @@ class Pooling(_Layer):
     def backward(self, dout: Any) -> np.ndarray:
         k, dout = self._start_backward(dout)
         return k.maxpool_backward(dout, self._argmax, self._x_shape, *self._window)
+
+
+class SpatialBatchNormalization(BatchNormalization):
+    """Batch normalisation per channel of images (torch's ``BatchNorm2d``).
+
+    Parameters as :class:`BatchNormalization`, with ``gamma``, ``beta``,
+    ``running_mean`` and ``running_var`` of shape (C,). ``forward`` takes
+    ``x`` (N, C, H, W) and normalises each channel over N, H and W (the
+    book's layer normalises each of the C*H*W activations over N alone).
+    """
+
+    def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
+        gamma, _ = self._params()
+        c = gamma.size
+        x = v.layer_input(x, "SpatialBatchNormalization", f"(N, {c}, H, W)", ndim=4,
+                          dtype=gamma.dtype)
+        if x.shape[1] != c:
+            raise ValueError(
+                f"SpatialBatchNormalization: expected input with {c} channels (N, {c}, H, W), "
+                f"got shape {x.shape}"
+            )
+        n, _, h, w = x.shape
+        rows = super().forward(x.transpose(0, 2, 3, 1).reshape(n * h * w, c), train_flg)
+        self.input_shape = x.shape
+        return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+    def backward(self, dout: Any) -> np.ndarray:
+        if self._k is None:
+            raise RuntimeError(f"{self._name}: backward() called without a preceding {self._needs}")
+        n, c, h, w = self.input_shape
+        dout = v.as_float_array(dout, self._name, "dout", self._dtype)
+        v.check_shape(dout, self.input_shape, self._name, "dout (the forward output's shape)")
+        drows = super().backward(dout.transpose(0, 2, 3, 1).reshape(n * h * w, c))
+        return drows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+class ResidualBlock(Block):
+    """torchvision's basic residual block: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+    ``conv1`` is 3x3 with ``stride``, ``conv2`` 3x3 with stride 1, both padded
+    by 1 and without bias; ``bn1``/``bn2`` are :class:`SpatialBatchNormalization`.
+    The shortcut is the identity when the shape is kept, otherwise a 1x1
+    convolution with ``stride`` (no bias) and a batch norm (``shortcut_conv``,
+    ``shortcut_bn``).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    stride : int >= 1
+    dtype : np.float64 (default) or np.float32
+    seed : int, np.random.Generator or None
+        Convolution weights are He-initialised, ``sqrt(2 / fan_in) * randn``,
+        drawn from ``np.random`` when None (as the book's networks);
+        ``gamma`` ones, ``beta`` zeros.
+
+    ``forward`` takes ``x`` (N, in_channels, H, W) and returns (N,
+    out_channels, OH, OW) with ``OH = (H - 1) // stride + 1``. Parameters
+    (:meth:`named_params`): ``conv1.W``, ``bn1.gamma``, ``bn1.beta``,
+    ``conv2.W``, ``bn2.gamma``, ``bn2.beta`` and, with a projection,
+    ``shortcut_conv.W``, ``shortcut_bn.gamma``, ``shortcut_bn.beta``; state:
+    each batch norm's ``running_mean`` and ``running_var``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *,
+                 dtype: Any = np.float64, seed: int | np.random.Generator | None = None) -> None:
+        super().__init__()
+        in_channels = v.integer(in_channels, "ResidualBlock", "in_channels", 1)
+        out_channels = v.integer(out_channels, "ResidualBlock", "out_channels", 1)
+        stride = v.integer(stride, "ResidualBlock", "stride", 1)
+        self.dtype = np.dtype(dtype)
+        rng = None if seed is None else np.random.default_rng(seed)
+
+        def randn(*shape: int) -> np.ndarray:
+            return np.random.randn(*shape) if rng is None else rng.standard_normal(shape)
+
+        def conv(cin: int, size: int, conv_stride: int, pad: int) -> Convolution:
+            shape = (out_channels, cin, size, size)
+            W = (np.sqrt(2.0 / (cin * size * size)) * randn(*shape)).astype(self.dtype)
+            return Convolution(W, np.zeros(out_channels, self.dtype), conv_stride, pad)
+
+        def norm() -> SpatialBatchNormalization:
+            return SpatialBatchNormalization(np.ones(out_channels, self.dtype),
+                                             np.zeros(out_channels, self.dtype))
+
+        self.children["conv1"] = conv(in_channels, 3, stride, 1)
+        self.children["bn1"] = norm()
+        self.children["relu1"] = Relu()
+        self.children["conv2"] = conv(out_channels, 3, 1, 1)
+        self.children["bn2"] = norm()
+        self.projection = stride != 1 or in_channels != out_channels
+        if self.projection:
+            self.children["shortcut_conv"] = conv(in_channels, 1, stride, 0)
+            self.children["shortcut_bn"] = norm()
+        self.children["relu2"] = Relu()
+        self.in_channels = in_channels
+
+    #: Convolution biases: held at zero, not learned (torchvision's ``bias=False``).
+    _FIXED = frozenset({"conv1.b", "conv2.b", "shortcut_conv.b"})
+
+    def named_params(self) -> dict[str, np.ndarray]:
+        return {k: a for k, a in super().named_params().items() if k not in self._FIXED}
+
+    def named_grads(self) -> dict[str, np.ndarray | None]:
+        return {k: g for k, g in super().named_grads().items() if k not in self._FIXED}
+
+    def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
+        layers = self.children
+        x = v.layer_input(x, "ResidualBlock", f"(N, {self.in_channels}, H, W)", ndim=4,
+                          dtype=self.dtype)
+        out = layers["relu1"].forward(layers["bn1"].forward(layers["conv1"].forward(x), train_flg))
+        out = layers["bn2"].forward(layers["conv2"].forward(out), train_flg)
+        if self.projection:
+            x = layers["shortcut_bn"].forward(layers["shortcut_conv"].forward(x), train_flg)
+        return layers["relu2"].forward(out + x)
+
+    def backward(self, dout: Any) -> np.ndarray:
+        layers = self.children
+        dsum = layers["relu2"].backward(dout)
+        dx = layers["conv2"].backward(layers["bn2"].backward(dsum))
+        dx = layers["conv1"].backward(layers["bn1"].backward(layers["relu1"].backward(dx)))
+        if self.projection:
+            dsum = layers["shortcut_conv"].backward(layers["shortcut_bn"].backward(dsum))
+        return dx + dsum

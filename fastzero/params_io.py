@@ -1,90 +1,60 @@
-"""Parameter files: atomic ``.npz`` writing, safe reading of ``.npz`` and the book's pickles.
+"""Parameter files: atomic writing, safe reading of ``.npz`` archives and the book's pickles.
 
-New files are ``.npz`` archives (one array per parameter name) written
-atomically: to a temporary file in the same directory, flushed and
-``fsync``-ed, then renamed over the final name, so a crash never leaves a
-half-written file under that name. They are read with ``allow_pickle=False``.
+Files are written atomically: to a temporary file in the same directory,
+flushed and ``fsync``-ed, then renamed over the final name, so a crash never
+leaves a half-written file under that name. :func:`save_params` writes an
+``.npz`` archive (one array per parameter name), or for a ``.pkl`` name the
+plain pickled dict the book's ``save_params`` writes.
 
-The book saves parameters with :func:`pickle.dump` (a ``dict`` of name ->
-ndarray, ``params.pkl``). Unpickling runs whatever code the file names, so
-those files are read by :class:`RestrictedUnpickler`, which admits only the
-few numpy globals an array pickle needs and refuses everything else before
-anything runs. The format is recognised by content, not by file name.
+Reading recognises the format by content, not by file name. ``.npz``
+archives are read without pickles and without trusting their size fields
+(:mod:`fastzero._bounded_npz`). The book's pickles (a ``dict`` of name ->
+ndarray, ``params.pkl``) are read by :class:`RestrictedUnpickler`
+(:mod:`fastzero._restricted_pickle`), which admits only numeric arrays
+pickled the way numpy pickles them and refuses everything else before it
+runs. Given the network's arrays, sizes are checked against them before any
+array is read.
 """
 from __future__ import annotations
 
-import codecs
 import contextlib
 import io
+import json
+import math
 import os
 import pickle
 import secrets
-from collections import OrderedDict
-from typing import BinaryIO, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Collection, Iterator, Mapping
 
 import numpy as np
 
-try:
-    from numpy._core import multiarray as _multiarray, numeric as _numeric
-except ImportError:  # numpy < 2 has no numpy._core
-    from numpy.core import multiarray as _multiarray, numeric as _numeric
+from fastzero import _bounded_npz
+from fastzero._bounded_npz import Declared, NpzRefused
+from fastzero._restricted_pickle import PickleRefused, RestrictedUnpickler, UnsafePickleError
 
 __all__ = [
+    "Declared",
+    "PICKLE_SUFFIXES",
     "RestrictedUnpickler",
     "UnsafePickleError",
     "assign_params",
     "atomic_write",
     "check_params",
     "load_params",
+    "parse_json",
     "read_npz",
     "read_params",
+    "save_npz",
     "save_params",
 ]
 
+#: File name extensions that :func:`save_params` writes as a pickle (others: ``.npz``).
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+#: Integers in a JSON record (random generator states) stay below this in magnitude.
+MAX_JSON_INT = 2**128
+
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"
-
-# (module, name) -> object, for every global that pickles of ndarrays, numpy
-# scalars and dicts of them reference, under numpy 1.x and 2.x module names.
-_SAFE_GLOBALS = {
-    (module, name): obj
-    for modules, name, obj in [
-        (("numpy._core.multiarray", "numpy.core.multiarray"), "_reconstruct", _multiarray._reconstruct),
-        (("numpy._core.multiarray", "numpy.core.multiarray"), "scalar", _multiarray.scalar),
-        (("numpy._core.numeric", "numpy.core.numeric"), "_frombuffer", _numeric._frombuffer),
-        (("numpy",), "ndarray", np.ndarray),
-        (("numpy",), "dtype", np.dtype),
-        (("_codecs",), "encode", codecs.encode),  # bytes in protocols 0-2
-        (("collections",), "OrderedDict", OrderedDict),
-    ]
-    for module in modules
-}
-
-
-class UnsafePickleError(pickle.UnpicklingError, ValueError):
-    """A pickle names a global outside the allow-list of :class:`RestrictedUnpickler`.
-
-    Also a ``ValueError``: like every other refused file, a bad input value.
-    """
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler for dicts of numpy arrays that refuses every other global.
-
-    ``find_class`` is the only way a pickle reaches callable code; this one
-    returns objects from a fixed allow-list (ndarray reconstruction, dtype,
-    numpy scalars, ``OrderedDict``) and raises :class:`UnsafePickleError`
-    naming anything else, so a malicious file fails before calling anything.
-    """
-
-    def find_class(self, module: str, name: str):
-        try:
-            return _SAFE_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"refusing to load the global {module}.{name}: a parameter pickle may only "
-                "contain numpy arrays in a dict"
-            ) from None
 
 
 @contextlib.contextmanager
@@ -128,89 +98,125 @@ def _fsync_dir(directory: str) -> None:
 
 
 def save_params(params: Mapping[str, np.ndarray], file_name: str | os.PathLike) -> None:
-    """Write ``params`` (name -> array) to ``file_name`` as an ``.npz`` archive, atomically.
+    """Write ``params`` (name -> array) to ``file_name``, atomically, in the format its
+    extension names (case-insensitive):
 
-    The archive is written under exactly ``file_name`` (no ``.npz`` suffix is added).
+    * ``.pkl`` or ``.pickle``: a plain pickle (protocol 4) of a ``dict`` of name ->
+      numeric ndarray, as the book's ``save_params`` writes it: the book's
+      ``load_params`` (``pickle.load``) and :func:`read_params` both read it.
+      Non-numeric arrays are refused with ``ValueError``.
+    * any other name (``.npz``, or none): an ``.npz`` archive, under exactly
+      ``file_name`` (no ``.npz`` suffix is added).
     """
+    if os.path.splitext(os.fspath(file_name))[1].lower() not in PICKLE_SUFFIXES:
+        save_npz(params, file_name)
+        return
     arrays = {name: np.asarray(value) for name, value in params.items()}
+    for name, value in arrays.items():
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"{os.fspath(file_name)}: parameter {name!r} has non-numeric dtype "
+                             f"{value.dtype}; a parameter pickle holds numeric arrays")
+    with atomic_write(file_name) as f:
+        pickle.dump(arrays, f, protocol=4)
+
+
+def save_npz(arrays: Mapping[str, np.ndarray], file_name: str | os.PathLike) -> None:
+    """Write ``arrays`` (name -> array) to ``file_name`` as an ``.npz`` archive, atomically,
+    whatever its extension (no ``.npz`` suffix is added)."""
+    arrays = {name: np.asarray(value) for name, value in arrays.items()}
     with atomic_write(file_name) as f:
         np.savez(f, **arrays)
 
 
-def read_npz(file_name: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` archive ``file_name`` (name -> ndarray), without pickles.
+def read_npz(file_name: str | os.PathLike,
+             check: Callable[[Mapping[str, Declared]], None] | None = None,
+             only: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of the ``.npz`` archive ``file_name`` (name -> ndarray), without pickles:
+    every one, or only those named in ``only`` (the others' headers are still checked).
+
+    ``check(declared)`` sees every member's declared shape and dtype
+    (name -> :class:`Declared`) after the headers are read and before any
+    data is inflated or allocated, and refuses by raising ``ValueError``.
+    Whatever ``check`` allows, no member is allocated beyond what the archive
+    records for it (see :mod:`fastzero._bounded_npz`).
 
     Raises ``ValueError`` naming the file if it is not a complete, readable
-    archive of plain arrays (truncated, corrupt, object arrays, not a zip).
+    archive of numeric or text arrays (truncated, corrupt, object arrays,
+    lying size fields, not a zip) or ``check`` refuses it.
     """
+    source = os.fspath(file_name)
     with open(file_name, "rb") as f:
-        data = f.read()
-    if not data.startswith(_ZIP_MAGIC):
-        raise ValueError(f"{os.fspath(file_name)}: not an .npz archive")
-    return _load_npz(data, file_name)
+        if f.read(4) != _ZIP_MAGIC:
+            raise ValueError(f"{source}: not an .npz archive")
+        return _read_npz_file(f, source, check, only)
 
 
-def _load_npz(data: bytes, file_name: str | os.PathLike) -> dict[str, np.ndarray]:
+def _read_npz_file(f: BinaryIO, source: str, check: Callable[[Mapping[str, Declared]], None] | None,
+                   only: Collection[str] | None = None) -> dict[str, np.ndarray]:
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except MemoryError:  # a size field asking for more than the machine has: said as it is
-        raise
-    except Exception as exc:  # untrusted bytes: any other failure to parse them is a bad file
+        return _bounded_npz.read_members(f, check, only)
+    except NpzRefused as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    except Exception as exc:  # untrusted bytes: any failure to parse them is a bad file
         raise ValueError(
-            f"{os.fspath(file_name)}: truncated or corrupt .npz archive "
-            f"({type(exc).__name__}: {exc})"
+            f"{source}: truncated or corrupt .npz archive ({type(exc).__name__}: {exc})"
         ) from exc
 
 
-def _load_pickle(data: bytes, file_name: str | os.PathLike) -> object:
+def _read_pickle_file(f: BinaryIO, source: str,
+                      like: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    size = os.fstat(f.fileno()).st_size
+    if like is not None:
+        # protocol 2 writes raw bytes as latin-1 text: at most 2 bytes per byte, 8 per number
+        most = sum(16 * np.size(value) + 1024 for value in like.values()) + 65536
+        if size > most:
+            raise ValueError(f"{source}: {size} bytes, more than a pickle of the network's "
+                             f"parameters can take ({most})")
+    f.seek(0)
     try:
-        return RestrictedUnpickler(io.BytesIO(data)).load()
-    except UnsafePickleError as exc:
-        raise UnsafePickleError(f"{os.fspath(file_name)}: {exc}") from None
-    except MemoryError:
-        raise
-    except Exception as exc:  # only allow-listed globals ran; the bytes are malformed
+        return RestrictedUnpickler(io.BytesIO(f.read())).load()
+    except PickleRefused as exc:
+        raise type(exc)(f"{source}: {exc}") from None
+    except Exception as exc:  # only checked builders ran; the bytes are malformed
         raise ValueError(
-            f"{os.fspath(file_name)}: truncated or corrupt pickle ({type(exc).__name__}: {exc})"
+            f"{source}: truncated or corrupt pickle ({type(exc).__name__}: {exc})"
         ) from exc
 
 
-def read_params(file_name: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_params(file_name: str | os.PathLike,
+                like: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Read a parameter file: an ``.npz`` archive or the book's pickled dict.
 
-    Returns name -> ndarray. Raises :class:`UnsafePickleError` for a pickle
-    naming a non-allow-listed global and ``ValueError`` (naming the file) for
-    a truncated or corrupt file or anything that is not a mapping of names to
-    numeric arrays.
+    Returns name -> ndarray. With ``like`` (the network's arrays by name),
+    the file must hold exactly those names, shapes and dtypes that convert to
+    them (:func:`check_params`), checked before any array is read or
+    allocated: an ``.npz`` member's declared shape, a pickle's file size.
+
+    Raises :class:`UnsafePickleError` for a pickle that names a global
+    outside the allow-list or uses an admitted one other than numpy does,
+    and ``ValueError`` naming the file for a truncated or corrupt file, lying
+    size fields, anything that is not a mapping of names to numeric arrays,
+    or one that does not fit ``like``.
     """
+    source = os.fspath(file_name)
     with open(file_name, "rb") as f:
-        data = f.read()
-    if data.startswith(_ZIP_MAGIC):
-        params = _load_npz(data, file_name)
-    elif data.startswith(_PICKLE_PROTO):
-        params = _load_pickle(data, file_name)
-    else:
-        raise ValueError(f"{os.fspath(file_name)}: not a parameter file (expected .npz or a pickle)")
-    return _checked_arrays(params, file_name)
-
-
-def _checked_arrays(params, file_name) -> dict[str, np.ndarray]:
-    if not isinstance(params, Mapping):
-        raise ValueError(
-            f"{os.fspath(file_name)}: expected a dict of parameter arrays, got {type(params).__name__}"
-        )
-    out = {}
+        magic = f.read(4)
+        if magic == _ZIP_MAGIC:
+            check = None if like is None else (lambda declared: check_params(like, declared))
+            params = _read_npz_file(f, source, check)
+        elif magic.startswith(_PICKLE_PROTO):
+            params = _read_pickle_file(f, source, like)
+        else:
+            raise ValueError(f"{source}: not a parameter file (expected .npz or a pickle)")
     for name, value in params.items():
-        value = np.asarray(value) if isinstance(value, np.generic) else value
-        if not isinstance(name, str) or not isinstance(value, np.ndarray):
-            raise ValueError(f"{os.fspath(file_name)}: entry {name!r} is not a named array")
         if value.dtype.kind not in "biuf":
-            raise ValueError(
-                f"{os.fspath(file_name)}: parameter {name!r} has non-numeric dtype {value.dtype}"
-            )
-        out[name] = value
-    return out
+            raise ValueError(f"{source}: parameter {name!r} has non-numeric dtype {value.dtype}")
+    if like is not None:
+        try:
+            check_params(like, params)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+    return params
 
 
 def load_params(params: Mapping[str, np.ndarray], file_name: str | os.PathLike) -> None:
@@ -220,7 +226,7 @@ def load_params(params: Mapping[str, np.ndarray], file_name: str | os.PathLike) 
     to each destination array's dtype. The destination arrays stay the same
     objects, so layers holding them see the loaded values.
     """
-    loaded = read_params(file_name)
+    loaded = read_params(file_name, like=params)
     assign_params(params, loaded, source=os.fspath(file_name))
 
 
@@ -238,9 +244,10 @@ def assign_params(params: Mapping[str, np.ndarray], loaded: Mapping[str, np.ndar
         np.copyto(dst, loaded[name], casting="same_kind")
 
 
-def check_params(params: Mapping[str, np.ndarray], loaded: Mapping[str, np.ndarray]) -> None:
+def check_params(params: Mapping[str, np.ndarray], loaded: Mapping[str, Any]) -> None:
     """ValueError unless ``loaded`` can be copied into ``params``: the same names,
-    the same shapes, and dtypes that convert ("same_kind" casting)."""
+    the same shapes, and dtypes that convert ("same_kind" casting). ``loaded``
+    holds arrays, or anything with their ``shape`` and ``dtype`` (:class:`Declared`)."""
     missing = sorted(set(params) - set(loaded))
     unexpected = sorted(set(loaded) - set(params))
     if missing or unexpected:
@@ -258,3 +265,29 @@ def check_params(params: Mapping[str, np.ndarray], loaded: Mapping[str, np.ndarr
                 f"parameter {name!r} has dtype {loaded[name].dtype}, "
                 f"which does not convert to the network's {dst.dtype}"
             )
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)`` for text read from a file, refusing with ``ValueError`` what
+    would otherwise fail later or elsewhere: nesting too deep for the parser,
+    integers of magnitude ``MAX_JSON_INT`` or more, and non-finite numbers
+    (``NaN``, ``Infinity``, ``1e400``)."""
+    def integer(digits: str) -> int:
+        value = int(digits)
+        if abs(value) >= MAX_JSON_INT:
+            raise ValueError(f"integer {digits[:20]}... of {len(digits)} digits is out of range")
+        return value
+
+    def real(digits: str) -> float:
+        value = float(digits)
+        if not math.isfinite(value):
+            raise ValueError(f"number {digits[:20]} is not finite")
+        return value
+
+    def constant(name: str) -> float:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        return json.loads(text, parse_int=integer, parse_float=real, parse_constant=constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

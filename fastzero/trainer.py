@@ -10,7 +10,8 @@ Same constructor, attributes (``train_loss_list``, ``train_acc_list``,
   pass that computed the gradients (a fastzero network's ``last_loss``);
 * a progress bar (tqdm) and one summary line per epoch when ``verbose``;
 * :class:`TrainingDiverged` naming the step as soon as the loss is NaN or
-  infinite, before the optimizer applies that step;
+  infinite, before the optimizer applies that step, with the layers' state
+  (batch-norm running statistics) put back as it was before the step;
 * ``lr_schedule='cosine'``: the learning rate falls from the optimizer's
   ``lr`` to zero along half a cosine over the run's steps (the book keeps it
   constant, the default);
@@ -27,15 +28,21 @@ from __future__ import annotations
 
 import math
 import os
+import sys  # noqa: F401  (exported, as the book's module's)
 import time
 from typing import Any, Mapping
 
 import numpy as np
 
-from fastzero import _validate, checkpoint
+from fastzero import _validate, blocks, checkpoint
 from fastzero import optimizer as _optimizers
+from fastzero.optimizer import *  # noqa: F401,F403  (the book's trainer.py exports them too)
+from fastzero.optimizer import __all__ as _optimizer_all
 
-__all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS", "LR_SCHEDULES"]
+#: The book's module has no ``__all__``: a star import of it gives a script
+#: the optimizers, ``np``, ``os`` and ``sys`` as well.
+__all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS", "LR_SCHEDULES", *_optimizer_all,
+           "os", "sys"]
 
 #: Optimizer names accepted by ``Trainer(optimizer=...)`` (case-insensitive).
 OPTIMIZERS: dict[str, type] = {
@@ -154,14 +161,21 @@ class Trainer:
         """One mini-batch: gradients, loss check, optimizer update; returns the loss.
 
         At the end of an epoch also measures the accuracies and writes the checkpoint.
-        Raises :class:`TrainingDiverged` (before updating) if the loss is not finite.
+        Raises :class:`TrainingDiverged` (before updating) if the loss is not
+        finite, with the network's buffers restored to their values before
+        the step: its training forward has already updated them.
         """
         idx = self._batch_indices()
         x_batch, t_batch = self.x_train[idx], self.t_train[idx]
+        buffers = {name: value.copy()
+                   for name, value in blocks.network_buffers(self.network).items()}
         grads = self.network.gradient(x_batch, t_batch)
         loss = getattr(self.network, "last_loss", None)
         loss = float(self.network.loss(x_batch, t_batch) if loss is None else loss)
         if not math.isfinite(loss):
+            # Looked up again: a book layer replaces its statistics' arrays at every forward.
+            for name, value in blocks.network_buffers(self.network).items():
+                np.copyto(value, buffers[name])
             raise TrainingDiverged(
                 f"training loss is {loss} at step {self.current_iter + 1} of {self.max_iter} "
                 f"(epoch {self.current_epoch + 1}, step "

@@ -7,8 +7,10 @@ import numpy as np
 
 from fastzero import _backend
 from fastzero import _validate as v
+from fastzero.kernels._geometry import output_size
 
-__all__ = ["smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
+#: ``np`` too: the book's module has no ``__all__``, so a star import gives a script its ``np``.
+__all__ = ["smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im", "np"]
 
 _SMOOTH_WINDOW = 11
 
@@ -43,7 +45,8 @@ def conv_output_size(input_size: int, filter_size: int, stride: int = 1, pad: in
     """Output length ``(input_size + 2*pad - filter_size) // stride + 1`` of a convolution.
 
     Unlike the book (which returns a float), the result is an int; a filter
-    larger than the padded input raises ValueError.
+    larger than the padded input raises ValueError. Pooling windows follow
+    the same formula (``conv_output_size(h, pool_h, stride, pad)``).
     """
     where = "conv_output_size"
     input_size = v.integer(input_size, where, "input_size", 1)
@@ -54,7 +57,7 @@ def conv_output_size(input_size: int, filter_size: int, stride: int = 1, pad: in
         raise ValueError(
             f"{where}: filter_size {filter_size} is larger than the padded input {input_size + 2 * pad}"
         )
-    return (input_size + 2 * pad - filter_size) // stride + 1
+    return output_size(input_size, filter_size, stride, pad)
 
 
 def _geometry(where: str, filter_h: Any, filter_w: Any, stride: Any, pad: Any) -> tuple[int, ...]:
@@ -95,8 +98,7 @@ def col2im(col: Any, input_shape: tuple[int, int, int, int], filter_h: int, filt
         raise ValueError(f"{where}: input_shape must be (N, C, H, W), got {input_shape!r}")
     n, c, h, w = (v.integer(s, where, "input_shape entries", 1) for s in shape)
     v.window_fits((n, c, h, w), filter_h, filter_w, pad, where)
-    out_h = (h + 2 * pad - filter_h) // stride + 1
-    out_w = (w + 2 * pad - filter_w) // stride + 1
+    out_h, out_w = output_size(h, filter_h, stride, pad), output_size(w, filter_w, stride, pad)
     col = v.layer_input(col, where, "(N*OH*OW, C*FH*FW)", ndim=2, what="col")
     v.check_shape(col, (n * out_h * out_w, c * filter_h * filter_w), where, "col")
     return _backend.kernels().col2im(col, (n, c, h, w), filter_h, filter_w, stride, pad)

@@ -14,10 +14,10 @@ TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol
 def _naive_sample(x, src_y, src_x):
     """bilinear_sample written pixel by pixel: the independent oracle."""
     n, c, h, w = x.shape
-    out = np.zeros_like(x, dtype=np.float64)
+    out = np.zeros((n, c, *src_y.shape[1:]))
     for s in range(n):
-        for i in range(h):
-            for j in range(w):
+        for i in range(src_y.shape[1]):
+            for j in range(src_y.shape[2]):
                 y, xx = float(src_y[s, i, j]), float(src_x[s, i, j])
                 if not np.isfinite(y) or not np.isfinite(xx):
                     continue
@@ -48,18 +48,20 @@ SHAPES = [(1, 1, 1, 1), (1, 1, 5, 7), (2, 3, 6, 4), (3, 1, 9, 9), (5, 2, 13, 11)
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_bilinear_sample_matches_plain_loops(backend, shape, dtype):
+@pytest.mark.parametrize("out_size", ["same", "other"])
+def test_bilinear_sample_matches_plain_loops(backend, shape, dtype, out_size):
     rng = np.random.default_rng(sum(shape))
     n, c, h, w = shape
+    ho, wo = (h, w) if out_size == "same" else (h + 3, max(w - 2, 1))
     x = rng.standard_normal(shape).astype(dtype)
     # points inside, on the border, just outside, far outside, on exact pixels, NaN
-    src_y = rng.uniform(-2.5, h + 1.5, (n, h, w)).astype(dtype)
-    src_x = rng.uniform(-2.5, w + 1.5, (n, h, w)).astype(dtype)
+    src_y = rng.uniform(-2.5, h + 1.5, (n, ho, wo)).astype(dtype)
+    src_x = rng.uniform(-2.5, w + 1.5, (n, ho, wo)).astype(dtype)
     src_y.flat[::5] = np.round(src_y.flat[::5])
     src_x.flat[::7] = -1e30
     src_y.flat[::11] = np.nan
     out = kernels().bilinear_sample(x, src_y, src_x)
-    assert out.dtype == dtype and out.shape == shape
+    assert out.dtype == dtype and out.shape == (n, c, ho, wo)
     np.testing.assert_allclose(out, _naive_sample(x, src_y, src_x), **TOL[dtype])
 
 

@@ -385,14 +385,15 @@ def test_parameter_dtype_changed_between_forward_and_backward(backend):
     (np.array([0, 2**40, 1]), ValueError, ["[0, 4)"]),
     (np.array([0, 3]), ValueError, ["(3,)", "(2,)"]),
     (np.array([0, 3, 1, 2]), ValueError, ["(3,)", "(4,)"]),
-    (np.array([[0], [3], [1]]), ValueError, ["(3,)", "(3, 1)"]),
+    (np.array([[0], [4], [1]]), ValueError, ["[0, 4)", "4"]),
+    (np.array([[0, 1], [3, 2], [1, 1]]), ValueError, ["(3,)", "(3, 1)", "(3, 4)", "(3, 2)"]),
     (np.array([0.0, 3.0, 1.0]), TypeError, ["float64"]),
     (np.array([True, False, True]), TypeError, ["bool"]),
     (np.array(["0", "3", "1"]), ValueError, []),
     (np.eye(5)[[0, 3, 1]], ValueError, ["(3, 4)", "(3, 5)"]),
-    (np.eye(4)[[0, 3, 1]] * 2, ValueError, ["one-hot"]),
-    (np.eye(4)[[0, 3, 1]] + np.eye(4)[[1, 0, 0]], ValueError, ["one-hot"]),
-    (np.full((3, 4), np.nan), ValueError, ["one-hot"]),
+    (np.full((3, 4), np.nan), ValueError, ["finite"]),
+    (np.where(np.eye(4)[[0, 3, 1]] == 1, np.inf, 0.0), ValueError, ["finite"]),
+    (np.eye(4)[[0, 3, 1]] * 1j, TypeError, ["complex128"]),
     (None, ValueError, []),
 ])
 @pytest.mark.parametrize("where", ["SoftmaxWithLoss", "cross_entropy_error", "softmax_loss"])
@@ -484,10 +485,6 @@ def _param():
     return np.random.default_rng(0).standard_normal((3, 4))
 
 
-def _byteswapped(a):
-    return a.astype(a.dtype.newbyteorder())
-
-
 def _readonly(a):
     a = a.copy()
     a.flags.writeable = False
@@ -496,17 +493,13 @@ def _readonly(a):
 
 BAD_UPDATES = [
     # (id, params, grads, exception, fragments)
-    ("fortran-param", lambda p: np.asfortranarray(p), lambda g: g, ValueError, ["C-contiguous"]),
-    ("strided-param", lambda p: np.repeat(p, 2, axis=1)[:, ::2], lambda g: g, ValueError, ["C-contiguous"]),
     ("readonly-param", _readonly, lambda g: g, ValueError, ["writeable"]),
-    ("byteswapped-param", _byteswapped, lambda g: g, TypeError, [">f8"]),
-    ("int-param", lambda p: p.astype(int), lambda g: g, TypeError, ["int64"]),
-    ("list-param", lambda p: p.tolist(), lambda g: g, TypeError, ["list"]),
+    ("complex-param", lambda p: p * 1j, lambda g: g, TypeError, ["complex128"]),
+    ("string-param", lambda p: p.astype(str), lambda g: g, TypeError, ["<U"]),
     ("grad-shape", lambda p: p, lambda g: g[:2], ValueError, ["(2, 4)", "(3, 4)"]),
     ("grad-transposed", lambda p: p, lambda g: g.T, ValueError, ["(4, 3)", "(3, 4)"]),
-    ("grad-float32", lambda p: p, lambda g: g.astype(np.float32), TypeError, ["float32", "float64"]),
-    ("grad-int", lambda p: p, lambda g: g.astype(int), TypeError, ["int64", "float64"]),
     ("grad-complex", lambda p: p, lambda g: g * 1j, TypeError, ["complex128"]),
+    ("grad-object", lambda p: p, lambda g: g.astype(object), TypeError, ["object"]),
 ]
 
 
@@ -536,6 +529,24 @@ def test_optimizer_layouts_of_grads_give_the_reference_update(backend, cls):
         p = _param()
         cls(lr=0.1).update({"W": p}, {"W": as_layout(grad, layout)})
         assert_close(p, ref, F64, f"{cls.__name__} grad {layout}")
+
+
+@pytest.mark.parametrize("cls", OPTIMIZERS, ids=lambda c: c.__name__)
+def test_optimizer_layouts_of_params_are_updated_in_place(backend, cls):
+    """A Fortran, strided, reversed or byte-swapped float parameter is updated in place
+    (as the book's ``params[key] -= ...`` does), to the reference's values, over two steps."""
+    grads = [np.random.default_rng(s).standard_normal((3, 4)) for s in (1, 2)]
+    with fastzero.use_backend("numpy"):
+        ref, opt = _param(), cls(lr=0.1)
+        for g in grads:
+            opt.update({"W": ref}, {"W": g})
+    for layout in ("F", "strided", "negative_stride", "byteswapped"):
+        p = as_layout(_param(), layout)
+        params, opt = {"W": p}, cls(lr=0.1)
+        for g in grads:
+            opt.update(params, {"W": g})
+        assert params["W"] is p
+        assert_close(p, ref, F64, f"{cls.__name__} param {layout}")
 
 
 @pytest.mark.parametrize("cls", OPTIMIZERS, ids=lambda c: c.__name__)

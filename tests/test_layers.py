@@ -157,8 +157,12 @@ def test_pooling_padding_never_wins(on):
     assert out[0, 0, 0, 0] == x[0, 0, 0, 0]
 
 
-def test_pooling_default_stride_is_the_books():
-    assert Pooling(2, 2).stride == 1
+def test_pooling_default_stride_is_the_books(on):
+    """``Pooling(pool_h, pool_w, stride=2, pad=0)`` as the book's current ``common/layers.py``."""
+    layer = Pooling(2, 2)
+    assert (layer.stride, layer.pad) == (2, 0)
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    np.testing.assert_array_equal(layer.forward(x), [[[[5.0, 7.0], [13.0, 15.0]]]])
 
 
 def test_pooling_backward_routes_to_the_max(on):
@@ -219,6 +223,66 @@ def test_softmax_with_loss_single_sample(on):
     b = SoftmaxWithLoss().forward(x, np.array([0.0, 0.0, 1.0]))
     assert a == b == pytest.approx(SoftmaxWithLoss().forward(x[None], np.array([2])))
     assert layer.backward().shape == (3,)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_with_loss_soft_targets_are_the_books(on, rng, dtype):
+    """Target rows that are not one-hot (label smoothing, mixup, or not distributions at
+    all) give the book's numbers: the loss of each row's argmax class, ``dx = (y - t) / N``."""
+    x = rng.standard_normal((5, 4)).astype(dtype)
+    smooth = np.full((5, 4), 0.1 / 3)
+    smooth[np.arange(5), [0, 3, 1, 1, 2]] = 0.9
+    mixup = 0.7 * np.eye(4)[[0, 1, 2, 3, 0]] + 0.3 * np.eye(4)[[1, 1, 3, 0, 2]]
+    anything = rng.standard_normal((5, 4))  # not distributions: the book computes anyway
+    tol = 1e-14 if dtype == np.float64 else 1e-6
+    for t in (smooth, mixup, anything):
+        layer = SoftmaxWithLoss()
+        loss = layer.forward(x, t)
+        y = np.exp(x.astype(float))
+        y /= y.sum(axis=1, keepdims=True)
+        book_loss = -np.sum(np.log(y[np.arange(5), t.argmax(axis=1)] + 1e-7)) / 5
+        assert loss == pytest.approx(book_loss, rel=tol)
+        dx = layer.backward()
+        assert dx.dtype == dtype
+        np.testing.assert_allclose(dx, (y - t) / 5, rtol=tol, atol=tol)
+        np.testing.assert_allclose(layer.backward(2.0), 2 * (y - t) / 5, rtol=tol, atol=tol)
+
+
+def test_softmax_with_loss_soft_rows_gradient_is_the_soft_cross_entropys(on, rng):
+    """For rows that are distributions, ``backward`` is the gradient of ``-sum(t*log(y))/N``."""
+    x = rng.standard_normal((3, 4))
+    t = rng.random((3, 4))
+    t /= t.sum(axis=1, keepdims=True)
+
+    def soft_cross_entropy(logits):
+        z = logits - logits.max(axis=1, keepdims=True)
+        return float(-np.sum(t * (z - np.log(np.exp(z).sum(axis=1, keepdims=True)))) / 3)
+
+    layer = SoftmaxWithLoss()
+    layer.forward(x, t)
+    h, numeric = 1e-6, np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        e = np.zeros_like(x)
+        e[idx] = h
+        numeric[idx] = (soft_cross_entropy(x + e) - soft_cross_entropy(x - e)) / (2 * h)
+    np.testing.assert_allclose(layer.backward(), numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_softmax_with_loss_labels_shaped_n_by_1(on, rng):
+    """``ch07/gradient_check.py`` passes ``np.array([1]).reshape((1, 1))``; (N, 1) labels
+    are the (N,) labels, for any N (the book's own indexing is right only for N = 1)."""
+    x = rng.standard_normal((6, 4))
+    t = np.array([0, 3, 1, 1, 2, 0])
+    ref = SoftmaxWithLoss()
+    expected = ref.forward(x, t)
+    layer = SoftmaxWithLoss()
+    assert layer.forward(x, t.reshape(6, 1)) == expected
+    np.testing.assert_array_equal(layer.backward(), ref.backward())
+    one = SoftmaxWithLoss()
+    assert one.forward(x[:1], np.array([[3]])) == SoftmaxWithLoss().forward(x[:1], np.array([3]))
+    single = SoftmaxWithLoss()  # one sample (K,): a label (), (1,) or (1, 1)
+    assert single.forward(x[0], np.array([[3]])) == SoftmaxWithLoss().forward(x[0], 3)
+    np.testing.assert_array_equal(single.backward(), one.backward()[0])
 
 
 def test_dropout_mask_is_the_books_draw(on, rng):
@@ -372,3 +436,44 @@ def test_backend_looked_up_at_forward_and_kept_for_backward(rng, other):
         dx = layer.backward(np.ones_like(ref))  # cache from `other`: `other` must run it
     np.testing.assert_allclose(dx, dref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.dW, dW_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", ["Affine", "Convolution"])
+def test_bias_that_broadcasts_as_in_the_book(on, rng, layer):
+    """``x @ W + b`` in the book takes any ``b`` that broadcasts along the output's last
+    axis: a scalar, (1,), (n,), (1, n), (1, 1, n) (ints too). Each gives the output of
+    the (n,) bias it broadcasts to, and ``db`` is (n,) as in the book."""
+    if layer == "Affine":
+        n, W, x, make = 3, rng.standard_normal((4, 3)), rng.standard_normal((2, 4)), Affine
+    else:
+        n, W, x = 2, rng.standard_normal((2, 1, 3, 3)), rng.standard_normal((2, 1, 5, 5))
+        make = Convolution
+    full = rng.standard_normal(n)
+    cases = {"scalar": (0.5, np.full(n, 0.5)), "int zero": (0, np.zeros(n)),
+             "(1,)": (np.array([0.25]), np.full(n, 0.25)), "(n,)": (full, full),
+             "(1, n)": (full[None, :], full), "(1, 1, n)": (full[None, None, :], full),
+             "(1, 1)": (np.array([[2.0]]), np.full(n, 2.0)),
+             "ints (n,)": (np.arange(n), np.arange(n, dtype=float))}
+    dout_shape = make(W, full).forward(x).shape
+    dout = rng.standard_normal(dout_shape)
+    for name, (b, equivalent) in cases.items():
+        ref = make(W, equivalent)
+        out = make(W, b)
+        np.testing.assert_array_equal(out.forward(x), ref.forward(x), err_msg=name)
+        np.testing.assert_array_equal(out.backward(dout), ref.backward(dout), err_msg=name)
+        assert out.db.shape == (n,)
+        np.testing.assert_array_equal(out.db, ref.db, err_msg=name)
+    for bad in (np.zeros(n + 1), np.zeros((2, n)), np.zeros((n, 1)), np.zeros((1, n, 1))):
+        with pytest.raises(ValueError, match=rf"{layer}: expected b of shape \({n},\)"):
+            make(W, bad).forward(x)
+    with pytest.raises(TypeError, match=f"{layer}: parameters must share one dtype"):
+        make(W, np.float32(0.5)).forward(x)
+    assert make(W.astype(np.float32), 0).forward(x).dtype == np.float32
+
+
+def test_bias_broadcast_still_sees_in_place_updates(on, rng):
+    W, b = rng.standard_normal((4, 3)), np.zeros((1, 3))
+    layer, x = Affine(W, b), rng.standard_normal((2, 4))
+    before = layer.forward(x)
+    b += 1.0
+    np.testing.assert_allclose(layer.forward(x), before + 1.0, rtol=1e-14)

@@ -49,15 +49,49 @@ def test_affine_shares_every_row_out_once(rng, monkeypatch, threads):
     compare("affine_backward", dout, x, W)
 
 
+#: Inputs where sigmoid is exactly 0 or 1 in each dtype, and inputs whose sigmoid is
+#: a subnormal number: there ``1 / (1 + exp(-x))`` overflows ``exp`` and gives 0.
+SIGMOID_ZERO = {np.float64: [-746.0, -1000.0, -1e4, -1e300, -np.inf],
+                np.float32: [-104.0, -200.0, -1e4, -1e30, -np.inf]}
+SIGMOID_ONE = {np.float64: [40.0, 710.0, 1e4, 1e300, np.inf],
+               np.float32: [17.0, 89.0, 1e4, 1e30, np.inf]}
+SIGMOID_TINY = {np.float64: [-709.0, -710.0, -720.0, -740.0, -745.0],
+                np.float32: [-87.0, -89.0, -95.0, -100.0, -103.0]}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sigmoid_saturates_without_overflow(dtype):
-    x = np.array([-1e4, -800.0, -50.0, 0.0, 50.0, 800.0, 1e4], dtype=dtype)
-    with np.errstate(all="raise"):
-        out = FAST.sigmoid_forward(x)
-    assert out.dtype == dtype
-    np.testing.assert_array_equal(out[[0, 1, 5, 6]], [0, 0, 1, 1])
-    assert out[3] == 0.5
-    assert 0 < out[2] < 1e-20 if dtype == np.float64 else 0 <= out[2] < 1e-20
+def test_sigmoid_saturates_exactly_and_keeps_its_tail(dtype):
+    """The numba kernel's values at the extremes (warning filters do not reach compiled
+    code, so the values are what is checked): exactly 0 and 1 where sigmoid rounds to
+    them, no inf or NaN, and ``exp(x)`` -- down to the subnormals -- for very negative x."""
+    zero, one, tiny = (np.array(d[dtype], dtype=dtype) for d in (SIGMOID_ZERO, SIGMOID_ONE, SIGMOID_TINY))
+    x = np.concatenate([zero, one, tiny, np.array([0.0], dtype)])
+    out = FAST.sigmoid_forward(x)
+    assert out.dtype == dtype and np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out[:len(zero)], 0.0)
+    np.testing.assert_array_equal(out[len(zero):len(zero) + len(one)], 1.0)
+    assert out[-1] == 0.5
+    tail = out[len(zero) + len(one):-1]
+    expected = np.exp(tiny.astype(np.float64)).astype(dtype)  # sigmoid(x) = exp(x) here
+    assert np.all(tail > 0)
+    np.testing.assert_allclose(tail, expected, rtol=1e-5, atol=2 * np.finfo(dtype).smallest_subnormal)
+    dx = FAST.sigmoid_backward(np.ones_like(out), out)
+    assert np.all(np.isfinite(dx))
+    np.testing.assert_array_equal(dx[:len(zero) + len(one)], 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 13), (130, 1), (3, 300), (257, 131)])
+def test_softmax_cross_entropy_backward_with_target_rows(rng, dtype, shape):
+    """Target rows instead of labels (label smoothing, mixup, rows that are not
+    distributions), serial and parallel shapes: ``(y - t) * dout / N`` as the reference."""
+    y = rng.random(shape).astype(dtype)
+    y /= y.sum(axis=1, keepdims=True)
+    smooth = rng.random(shape).astype(dtype)
+    smooth /= smooth.sum(axis=1, keepdims=True)
+    for rows in (smooth, rng.standard_normal(shape).astype(dtype)):
+        compare("softmax_cross_entropy_backward", 1.0, y, rows)
+        compare("softmax_cross_entropy_backward", 0.37, y, rows)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

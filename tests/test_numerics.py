@@ -2,8 +2,10 @@
 
 Every check runs with warnings turned into errors and numpy's overflow,
 invalid and divide-by-zero floating-point errors raising, on both backends
-and in float32 and float64. Values are compared with a float64 formula written
-here (log-sum-exp), not with either backend.
+and in float32 and float64. Those filters only reach NumPy code, not numba's
+compiled kernels: what the numba backend computes is checked by its values.
+Values are compared with a float64 formula written here (log-sum-exp), not
+with either backend.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
+import fastzero
 from fastzero import functions as F
 from fastzero.layers import BatchNormalization, Sigmoid, SoftmaxWithLoss
 from layouts import assert_close
@@ -120,6 +123,23 @@ def test_sigmoid_is_overflow_free_for_large_negative_input(backend, dtype):
     assert_close(s, sigmoid64(x), dtype, "sigmoid")
     np.testing.assert_array_equal(out[0], s)
     assert_close(dx[0], sigmoid64(x) * (1 - sigmoid64(x)), dtype, "Sigmoid backward")
+    np.testing.assert_array_equal(s[x <= -1000], 0.0)  # exact saturation
+    np.testing.assert_array_equal(s[x >= 710], 1.0)
+
+
+def test_numba_sigmoid_keeps_the_subnormal_tail():
+    """On the numba backend sigmoid never computes ``exp(-x)`` for x < 0, so it cannot
+    overflow: sigmoid(x) = exp(x) down to the subnormals, where ``1 / (1 + exp(-x))``
+    (the NumPy reference, the book's formula) gives 0."""
+    x = np.array([-710.0, -720.0, -740.0])
+    with fastzero.use_backend("numba"):
+        s, out = F.sigmoid(x), Sigmoid().forward(x[None])[0]
+        s32 = F.sigmoid(np.array([-89.0, -95.0, -100.0], np.float32))
+    np.testing.assert_allclose(s, np.exp(x), rtol=1e-5, atol=1e-323)
+    np.testing.assert_array_equal(out, s)
+    assert np.all(s > 0) and np.all(s32 > 0)
+    np.testing.assert_allclose(s32, np.exp(np.array([-89.0, -95.0, -100.0])).astype(np.float32),
+                               rtol=1e-5, atol=3e-45)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,13 +1,16 @@
 """Parameter files: npz round trips, atomic writes, the book's pickles, refused pickles."""
 import os
 import pickle
+import warnings
+from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastzero
 from fastzero import params_io
-from fastzero.nets import DeepConvNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
+from fastzero.nets import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
 
 
 @pytest.fixture(autouse=True)
@@ -49,14 +52,70 @@ def test_batchnorm_statistics_travel_with_the_parameters(tmp_path):
     np.testing.assert_array_equal(target.predict(x), source.predict(x))
 
 
+def _net(name: str, seed: int, dtype=np.float64):
+    """Every network, small where the constructor allows."""
+    if name == "TwoLayerNet":
+        return TwoLayerNet(6, 5, 3, seed=seed, dtype=dtype)
+    if name == "MultiLayerNet":
+        return MultiLayerNet(6, [5, 4], 3, seed=seed, dtype=dtype)
+    if name == "MultiLayerNetExtend":
+        return MultiLayerNetExtend(6, [5], 3, use_batchnorm=True, seed=seed, dtype=dtype)
+    if name == "SimpleConvNet":
+        return _small_conv(seed=seed, dtype=dtype)
+    return DeepConvNet(seed=seed, dtype=dtype)
+
+
+NETS = ["TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "DeepConvNet"]
+
+
 def test_file_name_is_kept_and_no_temporary_file_remains(tmp_path):
     net = TwoLayerNet(4, 3, 2, seed=0)
-    net.save_params(tmp_path / "params.pkl")  # the book's default name, npz content
-    assert os.listdir(tmp_path) == ["params.pkl"]
-    assert (tmp_path / "params.pkl").read_bytes()[:4] == b"PK\x03\x04"
+    net.save_params(tmp_path / "weights")  # no extension: npz content under exactly that name
+    assert os.listdir(tmp_path) == ["weights"]
+    assert (tmp_path / "weights").read_bytes()[:4] == b"PK\x03\x04"
     other = TwoLayerNet(4, 3, 2, seed=1)
-    other.load_params(tmp_path / "params.pkl")
+    other.load_params(tmp_path / "weights")
     np.testing.assert_array_equal(other.params["W2"], net.params["W2"])
+
+
+@pytest.mark.parametrize("net_name", NETS)
+@pytest.mark.parametrize("file_name", ["params.pkl", "deep_convnet_params.PKL", "params.pickle"])
+def test_pkl_name_writes_the_plain_pickle_the_books_load_params_reads(tmp_path, net_name, file_name):
+    dtype = np.float32 if net_name == "SimpleConvNet" else np.float64
+    net = _net(net_name, seed=0, dtype=dtype)
+    if net_name == "MultiLayerNetExtend":  # non-trivial batch-norm statistics
+        net.gradient(np.random.default_rng(0).standard_normal((8, 6)), np.arange(8) % 3)
+    path = tmp_path / file_name
+    net.save_params(path)
+    assert os.listdir(tmp_path) == [file_name]
+    with open(path, "rb") as f:  # the book's load_params
+        book = pickle.load(f)
+    assert type(book) is dict and list(book) == list(net.state())
+    for key, value in net.state().items():
+        assert type(book[key]) is np.ndarray and book[key].dtype == dtype, key
+        np.testing.assert_array_equal(book[key], value, err_msg=key)
+    other = _net(net_name, seed=1, dtype=dtype)
+    other.load_params(path)  # fastzero's restricted loader
+    for key, value in net.state().items():
+        np.testing.assert_array_equal(other.state()[key], value, err_msg=key)
+    assert set(params_io.read_params(path)) == set(net.state())
+
+
+@pytest.mark.parametrize("net_name", NETS)
+def test_npz_name_writes_an_npz_archive(tmp_path, net_name):
+    net = _net(net_name, seed=0)
+    net.save_params(tmp_path / "params.npz")
+    with np.load(tmp_path / "params.npz", allow_pickle=False) as npz:
+        assert sorted(npz.files) == sorted(net.state())
+        for key, value in net.state().items():
+            np.testing.assert_array_equal(npz[key], value)
+
+
+def test_pkl_of_non_numeric_arrays_is_refused_and_nothing_is_written(tmp_path):
+    path = tmp_path / "params.pkl"
+    with pytest.raises(ValueError, match=f"{path}: parameter 'names' has non-numeric dtype"):
+        params_io.save_params({"W1": np.ones(2), "names": np.array(["a", "b"])}, path)
+    assert os.listdir(tmp_path) == []
 
 
 def test_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
@@ -112,6 +171,53 @@ def test_reads_numpy1_pickles(tmp_path):
     loaded = params_io.read_params(tmp_path / "old.pkl")
     for key in params:
         np.testing.assert_array_equal(loaded[key], params[key])
+
+
+def _array_zoo() -> dict[str, np.ndarray]:
+    """Arrays of every numeric kind and layout a parameter pickle may hold."""
+    rng = np.random.default_rng(0)
+    return {"W1": rng.standard_normal((3, 2)), "b1": np.zeros(2),
+            "W2": rng.standard_normal((2, 2)).astype(np.float32),
+            "b2": np.asfortranarray(rng.standard_normal((2, 3))), "c": np.arange(3, dtype=np.int64),
+            "u": np.ones(2, np.uint8), "h": np.ones(2, np.float16), "e": np.zeros((0, 2)),
+            "s": np.array(1.5), "be": np.arange(3, dtype=">f8"), "bo": np.array([True, False]),
+            "t": np.arange(24.0).reshape(2, 3, 4).transpose(1, 0, 2), "v": np.arange(10.0)[::3]}
+
+
+def _same_arrays(loaded: dict, expected: dict) -> None:
+    assert list(loaded) == list(expected)
+    for key, value in expected.items():
+        assert loaded[key].shape == value.shape and loaded[key].dtype == value.dtype, key
+        assert loaded[key].flags.writeable, key
+        np.testing.assert_array_equal(loaded[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("container", [dict, OrderedDict])
+def test_reads_every_array_pickle_this_numpy_writes(tmp_path, protocol, container):
+    path = tmp_path / "params.pkl"
+    path.write_bytes(pickle.dumps(container(_array_zoo()), protocol=protocol))
+    _same_arrays(params_io.read_params(path), _array_zoo())
+
+
+NUMPY1 = Path(__file__).parent / "data" / "numpy1_pickles"
+
+
+@pytest.mark.parametrize("path", sorted(NUMPY1.glob("*.pkl")), ids=lambda p: p.name)
+def test_reads_the_array_pickles_numpy_1_wrote(path):
+    """Pickles written by numpy 1.26.4 (numpy.core module names) of a dict or an
+    OrderedDict of arrays of every numeric kind, protocols 2-5 (protocol 5:
+    numpy.core.numeric._frombuffer; protocol 2: _codecs.encode and bytes() for
+    the raw data), compared with what plain pickle.load makes of the same file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy 2 on numpy.core names
+        expected = pickle.loads(path.read_bytes())
+    loaded = params_io.read_params(path)
+    assert list(loaded) == list(expected) and len(loaded) == 11
+    for key, value in expected.items():
+        assert loaded[key].shape == value.shape, key
+        assert loaded[key].dtype.newbyteorder("=") == value.dtype.newbyteorder("="), key
+        np.testing.assert_array_equal(loaded[key], value, err_msg=key)
 
 
 class _Evil:

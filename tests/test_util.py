@@ -95,6 +95,39 @@ def test_conv_output_size():
         conv_output_size(8, 3, stride=0)
 
 
+def test_networks_size_their_layers_with_conv_output_size():
+    # The networks check their geometry as conv_output_size does (a zero
+    # stride is named, not a ZeroDivisionError; a filter too large is refused).
+    from fastzero.nets import DeepConvNet, SimpleConvNet
+
+    with pytest.raises(ValueError, match="conv_output_size: stride"):
+        SimpleConvNet(conv_param={"stride": 0})
+    with pytest.raises(ValueError, match="conv_output_size: filter_size 9 is larger"):
+        SimpleConvNet(input_dim=(1, 6, 6), conv_param={"filter_size": 9})
+    with pytest.raises(ValueError, match="conv_output_size: filter_size 2 is larger"):
+        DeepConvNet(input_dim=(1, 1, 1))  # one pixel: nothing to pool
+
+
+def test_the_output_size_formula_is_written_once():
+    # Every convolution and pooling size in the package comes from
+    # fastzero.kernels._geometry.output_size (comments and docstrings aside).
+    import io
+    import pathlib
+    import re
+    import tokenize
+
+    formula = re.compile(r"2\s*\*\s*pad\s*-|//\s*stride\s*\+\s*1")
+    root = pathlib.Path(fastzero.__file__).parent
+    writers = []
+    for path in sorted(root.rglob("*.py")):
+        tokens = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+        code = " ".join(tok.string for tok in tokens
+                        if tok.type not in (tokenize.STRING, tokenize.COMMENT))
+        if formula.search(code):
+            writers.append(path.relative_to(root).as_posix())
+    assert writers == ["kernels/_geometry.py"]
+
+
 def test_shuffle_dataset_keeps_pairs(rng):
     x = np.arange(10 * 2 * 3).reshape(10, 2, 3)
     t = np.arange(10)

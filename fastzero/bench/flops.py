@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fastzero.kernels._geometry import output_size
+
 
 @dataclass(frozen=True)
 class LayerWork:
@@ -37,10 +39,6 @@ def layers_of(net: Any) -> list[tuple[str, Any]]:
     return named
 
 
-def _out_size(size: int, window: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - window) // stride + 1
-
-
 def network_work(net: Any, batch: int) -> list[LayerWork]:
     """Every layer of ``net`` with its input shape and operations at ``batch`` images."""
     shape: tuple[int, ...] = (batch, *net.input_dim) if net.input_dim else (batch, net.params["W1"].shape[0])
@@ -50,12 +48,12 @@ def network_work(net: Any, batch: int) -> list[LayerWork]:
         forward = 0
         if kind == "Convolution":
             fn, c, fh, fw = layer.W.shape
-            out = (batch, fn, _out_size(shape[2], fh, layer.stride, layer.pad),
-                   _out_size(shape[3], fw, layer.stride, layer.pad))
+            out = (batch, fn, output_size(shape[2], fh, layer.stride, layer.pad),
+                   output_size(shape[3], fw, layer.stride, layer.pad))
             forward = 2 * batch * out[2] * out[3] * fn * c * fh * fw
         elif kind == "Pooling":
-            out = (*shape[:2], _out_size(shape[2], layer.pool_h, layer.stride, layer.pad),
-                   _out_size(shape[3], layer.pool_w, layer.stride, layer.pad))
+            out = (*shape[:2], output_size(shape[2], layer.pool_h, layer.stride, layer.pad),
+                   output_size(shape[3], layer.pool_w, layer.stride, layer.pad))
         elif kind == "Affine":
             d, m = layer.W.shape
             out = (batch, m)

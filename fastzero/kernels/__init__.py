@@ -48,7 +48,9 @@ loss
         x (N, K) logits, t (N,) int64 labels in [0, K); loss is the book's
         -sum(log(y[n, t[n]] + 1e-7)) / N as a Python float; y = softmax(x).
     softmax_cross_entropy_backward(dout, y, t) -> dx
-        dx = (y - onehot(t)) * dout / N; dout is a Python float.
+        t (N,) int64 labels or (N, K) target rows of y's dtype;
+        dx = (y - onehot(t)) * dout / N, or (y - t) * dout / N for rows;
+        dout is a Python float.
 norm
     batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
                             momentum, eps) -> (out, cache)
@@ -65,17 +67,17 @@ dropout
 augment
     separable_blur(field, taps) -> out         field (N, H, W), taps (2r+1,):
         every plane convolved with taps along W, then along H; zero outside.
-    bilinear_sample(x, src_y, src_x) -> out    x (N, C, H, W), src_* (N, H, W):
-        out[n, c, i, j] = x[n, c] at (src_y, src_x)[n, i, j], bilinear,
-        zero outside the image (also for NaN points).
+    bilinear_sample(x, src_y, src_x) -> out    x (N, C, H, W), src_* (N, Ho, Wo):
+        out (N, C, Ho, Wo)[n, c, i, j] = x[n, c] at (src_y, src_x)[n, i, j],
+        bilinear, zero outside the image (also for NaN points).
 optim  (all update ``param`` and the state arrays IN PLACE, return None;
         param, grad and state share shape and dtype; eps = 1e-7 as the book)
     sgd_update(param, grad, lr)
     momentum_update(param, grad, v, lr, momentum)
         v = momentum*v - lr*grad; param += v
     nesterov_update(param, grad, v, lr, momentum)
-        v *= momentum; v -= lr*grad;
-        param += momentum*momentum*v; param -= (1 + momentum)*lr*grad
+        param += momentum*momentum*v; param -= (1 + momentum)*lr*grad;
+        v *= momentum; v -= lr*grad     (the step uses the velocity before its update)
     adagrad_update(param, grad, h, lr)
         h += grad*grad; param -= lr*grad / (sqrt(h) + eps)
     rmsprop_update(param, grad, h, lr, decay_rate)

@@ -39,6 +39,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 
 from fastzero.kernels import KERNEL_NAMES, KERNELS
+from fastzero.kernels._geometry import output_size
 
 Size = Literal["tiny", "parallel", "book"]
 SIZES: tuple[Size, ...] = ("tiny", "parallel", "book")
@@ -205,7 +206,7 @@ def _normal(rng: np.random.Generator, shape: Dims, dtype: np.dtype, scale: float
 
 
 def _conv_out(n, c, h, w, fn, fh, fw, stride, pad) -> Dims:
-    return (n, fn, (h + 2 * pad - fh) // stride + 1, (w + 2 * pad - fw) // stride + 1)
+    return (n, fn, output_size(h, fh, stride, pad), output_size(w, fw, stride, pad))
 
 
 def _conv_xwb(dims, dtype, rng):
@@ -240,7 +241,7 @@ def _conv_backward(k, dims, dtype, rng):
 
 
 def _pool_out(n, c, h, w, ph, pw, stride, pad) -> Dims:
-    return (n, c, (h + 2 * pad - ph) // stride + 1, (w + 2 * pad - pw) // stride + 1)
+    return (n, c, output_size(h, ph, stride, pad), output_size(w, pw, stride, pad))
 
 
 def _maxpool_forward(k, dims, dtype, rng):

@@ -8,12 +8,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fastzero import _validate, params_io
+from fastzero import _validate, blocks, params_io
 from fastzero.gradient import numerical_gradient as _numerical_gradient
-from fastzero.layers import BatchNormalization, Dropout, SoftmaxWithLoss
-
-#: Parameter attribute names a layer may hold, each with its gradient ``d<name>``.
-_PARAM_ATTRS = ("W", "b", "gamma", "beta")
+from fastzero.layers import SoftmaxWithLoss
 
 
 def float_dtype(dtype: Any) -> np.dtype:
@@ -40,9 +37,11 @@ class Network:
     """Base of the book's networks.
 
     A subclass builds ``params`` (name -> array), ``layers`` (an ``OrderedDict``
-    or a list, applied in order) and ``last_layer`` (``SoftmaxWithLoss``), then
-    calls :meth:`_bind_params`. Layers hold the very arrays in ``params``, so
-    an optimizer updating ``params`` in place updates the layers.
+    or a list of layers and blocks, applied in order) and ``last_layer``
+    (``SoftmaxWithLoss``), then calls :meth:`_bind_params`. Layers hold the
+    very arrays in ``params``, so an optimizer updating ``params`` in place
+    updates the layers. Layers are reached through the protocol of
+    :mod:`fastzero.blocks` only, so a block of layers is one more layer here.
 
     Attributes
     ----------
@@ -50,7 +49,7 @@ class Network:
         The learnable parameters, under the book's names (``W1``, ``b1``, ...).
     buffers : dict of str -> ndarray
         Non-learned state saved with the parameters (batch-norm running
-        statistics); empty for most networks.
+        statistics), the layers' arrays; empty for most networks.
     dtype : np.dtype
         float64 (the book) or float32; parameters, activations and gradients
         all have it.
@@ -82,17 +81,44 @@ class Network:
     def _zeros(self, *shape: int) -> np.ndarray:
         return np.zeros(shape, dtype=self.dtype)
 
+    def _add_layer(self, key: str, layer: Any) -> Any:
+        """Append ``layer`` (a layer or a block) to ``layers`` (an ``OrderedDict``)
+        under ``key``, and its parameters to ``params`` as ``<key>.<name>``; returns it."""
+        self.layers[key] = layer
+        for local, array in blocks.params_of(layer).items():
+            self.params[f"{key}.{local}"] = array
+        return layer
+
     def _bind_params(self) -> None:
-        """Record which layer attribute holds each parameter (by identity)."""
+        """Record which layer holds each parameter, under which of its names (by identity).
+
+        Layer state that ``buffers`` does not hold yet is added to it as
+        ``<layer>.<state>``; every parameter and buffer must be held by a layer.
+        """
         by_id = {id(array): name for name, array in self.params.items()}
-        self._bindings: dict[str, tuple[Any, str]] = {}
+        #: (layer, [(its name for a parameter, the network's name)]) for every layer holding some.
+        self._holders: list[tuple[Any, list[tuple[str, str]]]] = []
         for layer in self._layer_list():
-            for attr in _PARAM_ATTRS:
-                name = by_id.get(id(getattr(layer, attr, None)))
-                if name is not None:
-                    self._bindings[name] = (layer, attr)
-        unbound = set(self.params) - set(self._bindings)
+            held = [(local, by_id[id(array)]) for local, array in blocks.params_of(layer).items()
+                    if id(array) in by_id]
+            if held:
+                self._holders.append((layer, held))
+        bound = {name: local for _, held in self._holders for local, name in held}
+        unbound = set(self.params) - set(bound)
         assert not unbound, f"parameters not held by any layer: {sorted(unbound)}"
+        #: Parameters under weight decay: the weights ``W`` of affine and convolution layers.
+        self._decayed = [name for name, local in bound.items() if local.rpartition(".")[2] == "W"]
+
+        held = {id(array) for array in self.buffers.values()}
+        for key, layer in blocks.named_layers(self.layers):
+            for local, array in blocks.state_of(layer).items():
+                if id(array) not in held:
+                    self.buffers[f"{key}.{local}"] = array
+                    held.add(id(array))
+        layer_state = {id(array) for layer in self._layer_list()
+                       for array in blocks.state_of(layer).values()}
+        loose = [name for name, array in self.buffers.items() if id(array) not in layer_state]
+        assert not loose, f"buffers not held by any layer: {sorted(loose)}"
 
     def _layer_list(self) -> list[Any]:
         return list(self.layers.values()) if isinstance(self.layers, dict) else list(self.layers)
@@ -104,10 +130,7 @@ class Network:
         """
         self._check_input_dim(x)
         for layer in self._layer_list():
-            if isinstance(layer, (Dropout, BatchNormalization)):
-                x = layer.forward(x, train_flg)
-            else:
-                x = layer.forward(x)
+            x = blocks.forward(layer, x, train_flg)
         return x
 
     def _check_input_dim(self, x: Any) -> None:
@@ -131,7 +154,7 @@ class Network:
         if not self.weight_decay_lambda:
             return 0.0
         return 0.5 * self.weight_decay_lambda * sum(
-            float(np.sum(layer.W ** 2)) for layer, attr in self._bindings.values() if attr == "W"
+            float(np.sum(self.params[name] ** 2)) for name in self._decayed
         )
 
     def loss(self, x: np.ndarray, t: np.ndarray, train_flg: bool = False) -> float:
@@ -143,8 +166,9 @@ class Network:
     def accuracy(self, x: np.ndarray, t: np.ndarray, batch_size: int = 100) -> float:
         """Fraction of samples whose highest score is the label, predicted in batches.
 
-        ``t`` holds labels (N,) in ``[0, K)`` or one-hot rows (N, K), ``K`` the
-        output size; anything else is a ValueError (checked on the first
+        ``t`` holds labels (N,) or (N, 1) in ``[0, K)`` or target rows (N, K)
+        (one-hot or soft: their argmax, as the book), ``K`` the output size;
+        anything else is a ValueError (checked on the first
         batch's scores, before the others are computed). Unlike the book's
         batched version, a last partial batch is counted too.
         """
@@ -172,13 +196,14 @@ class Network:
         dout = self.last_layer.backward(1)
         for layer in reversed(self._layer_list()):
             dout = layer.backward(dout)
-        grads = {}
-        for name in self.params:
-            layer, attr = self._bindings[name]
-            grad = getattr(layer, "d" + attr)
-            if attr == "W" and self.weight_decay_lambda:
-                grad = grad + self.weight_decay_lambda * layer.W
-            grads[name] = grad
+        grads = dict.fromkeys(self.params)
+        for layer, held in self._holders:
+            layer_grads = blocks.grads_of(layer)
+            for local, name in held:
+                grads[name] = layer_grads[local]
+        if self.weight_decay_lambda:
+            for name in self._decayed:
+                grads[name] = grads[name] + self.weight_decay_lambda * self.params[name]
         return grads
 
     def numerical_gradient(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
@@ -193,7 +218,9 @@ class Network:
         return {**self.params, **self.buffers}
 
     def save_params(self, file_name: str | os.PathLike = "params.npz") -> None:
-        """Write :meth:`state` to ``file_name`` as ``.npz``, atomically."""
+        """Write :meth:`state` to ``file_name``, atomically: for a ``.pkl`` (or ``.pickle``)
+        name the plain pickled dict of arrays the book's ``load_params`` reads, for any
+        other name an ``.npz`` archive (see :func:`fastzero.params_io.save_params`)."""
         params_io.save_params(self.state(), file_name)
 
     def load_params(self, file_name: str | os.PathLike = "params.npz") -> None:

@@ -7,7 +7,12 @@ import numpy as np
 
 from fastzero.layers import Affine, Convolution, Dropout, Pooling, Relu
 from fastzero.nets._base import Network, normal_sampler
-from fastzero.nets.simple_convnet import conv_output_size, pool_output_size
+from fastzero.nets._book_names import *  # noqa: F401,F403  (the book's module exports them)
+from fastzero.nets._book_names import BOOK_NAMES
+from fastzero.nets.simple_convnet import pool_output_size
+from fastzero.util import conv_output_size
+
+__all__ = ["DeepConvNet", *BOOK_NAMES]
 
 _DEFAULT_CONV_PARAMS = (
     {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},

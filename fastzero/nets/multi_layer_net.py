@@ -9,6 +9,10 @@ import numpy as np
 from fastzero import _validate as v
 from fastzero.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid
 from fastzero.nets._base import Network, normal_sampler
+from fastzero.nets._book_names import *  # noqa: F401,F403  (the book's module exports them)
+from fastzero.nets._book_names import BOOK_NAMES
+
+__all__ = ["MultiLayerNet", *BOOK_NAMES]
 
 _ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid}
 

@@ -6,6 +6,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from fastzero.nets.multi_layer_net import MultiLayerNet
+from fastzero.nets._book_names import *  # noqa: F401,F403  (the book's module exports them)
+from fastzero.nets._book_names import BOOK_NAMES
+
+__all__ = ["MultiLayerNetExtend", *BOOK_NAMES]
 
 
 class MultiLayerNetExtend(MultiLayerNet):

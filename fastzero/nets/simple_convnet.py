@@ -8,15 +8,11 @@ import numpy as np
 
 from fastzero.layers import Affine, Convolution, Pooling, Relu
 from fastzero.nets._base import Network, normal_sampler
+from fastzero.nets._book_names import *  # noqa: F401,F403  (the book's module exports them)
+from fastzero.nets._book_names import BOOK_NAMES
+from fastzero.util import conv_output_size
 
-
-def conv_output_size(size: int, filter_size: int, stride: int, pad: int) -> int:
-    """``(size + 2*pad - filter_size) // stride + 1``; ValueError if the filter does not fit."""
-    if size + 2 * pad < filter_size:
-        raise ValueError(
-            f"a {filter_size}x{filter_size} filter with pad {pad} does not fit an input of size {size}"
-        )
-    return (size + 2 * pad - filter_size) // stride + 1
+__all__ = ["SimpleConvNet", *BOOK_NAMES]
 
 
 def pool_output_size(size: int) -> int:

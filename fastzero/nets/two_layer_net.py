@@ -8,6 +8,10 @@ import numpy as np
 
 from fastzero.layers import Affine, Relu, SoftmaxWithLoss
 from fastzero.nets._base import Network, normal_sampler
+from fastzero.nets._book_names import *  # noqa: F401,F403  (the book's module exports them)
+from fastzero.nets._book_names import BOOK_NAMES
+
+__all__ = ["TwoLayerNet", *BOOK_NAMES]
 
 
 class TwoLayerNet(Network):

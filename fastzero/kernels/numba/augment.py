@@ -14,46 +14,58 @@ from fastzero.kernels.numba._parallel import n_spans, span
 
 
 @jit
-def _blur_body(field, taps, rows, out):
+def _blur_body(field, taps, padded_rows, padded_cols, out):
+    """Row pass from a zero-padded copy, then column pass from another: no
+    bounds tests in the inner loops, which run along contiguous rows."""
     n, h, w = field.shape
     r = taps.size // 2
-    zero = field.dtype.type(0)
     for s in range(n):
+        padded_rows[:, r:r + w] = field[s]
         for i in range(h):
-            for j in range(w):
-                acc = zero
-                for k in range(taps.size):
-                    jj = j + k - r
-                    if 0 <= jj < w:
-                        acc += taps[k] * field[s, i, jj]
-                rows[s, i, j] = acc
+            row = padded_cols[r + i]
+            row[:] = 0
+            for k in range(taps.size):
+                tap = taps[k]
+                src = padded_rows[i]
+                for j in range(w):
+                    row[j] += tap * src[j + k]
         for i in range(h):
-            for j in range(w):
-                acc = zero
-                for k in range(taps.size):
-                    ii = i + k - r
-                    if 0 <= ii < h:
-                        acc += taps[k] * rows[s, ii, j]
-                out[s, i, j] = acc
+            dst = out[s, i]
+            dst[:] = 0
+            for k in range(taps.size):
+                tap = taps[k]
+                src = padded_cols[i + k]
+                for j in range(w):
+                    dst[j] += tap * src[j]
+
+
+@jit
+def _blur_span(field, taps, out):
+    """One thread's samples, with its own padded buffers (zero borders set once)."""
+    h, w = field.shape[1], field.shape[2]
+    r = taps.size // 2
+    padded_rows = np.zeros((h, w + 2 * r), field.dtype)
+    padded_cols = np.zeros((h + 2 * r, w), field.dtype)
+    _blur_body(field, taps, padded_rows, padded_cols, out)
 
 
 @pjit
-def _separable_blur(field, taps, rows, out):
+def _separable_blur(field, taps, out):
     n = field.shape[0]
-    k = n_spans(n, field.shape[1] * field.shape[2] * taps.size * 4)
+    k = n_spans(n, field.shape[1] * field.shape[2] * taps.size * 2)
     if k == 1:
-        _blur_body(field, taps, rows, out)
+        _blur_span(field, taps, out)
     else:
         for s in prange(k):
             lo, hi = span(s, k, n)
-            _blur_body(field[lo:hi], taps, rows[lo:hi], out[lo:hi])
+            _blur_span(field[lo:hi], taps, out[lo:hi])
 
 
 def separable_blur(field: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """Every (H, W) plane of ``field`` (N, H, W) convolved with ``taps`` (2r+1,)
     along W, then along H; zero outside the plane."""
     out = np.empty_like(field)
-    _separable_blur(field, taps, np.empty_like(field), out)
+    _separable_blur(field, taps, out)
     return out
 
 
@@ -62,8 +74,8 @@ def _sample_body(x, src_y, src_x, out):
     n, c, h, w = x.shape
     one = x.dtype.type(1)
     for s in range(n):
-        for i in range(h):
-            for j in range(w):
+        for i in range(out.shape[2]):
+            for j in range(out.shape[3]):
                 for ch in range(c):
                     out[s, ch, i, j] = 0
                 fy, fx = np.floor(src_y[s, i, j]), np.floor(src_x[s, i, j])
@@ -88,7 +100,7 @@ def _sample_body(x, src_y, src_x, out):
 @pjit
 def _bilinear_sample(x, src_y, src_x, out):
     n = x.shape[0]
-    k = n_spans(n, x.shape[1] * x.shape[2] * x.shape[3] * 16)
+    k = n_spans(n, out.shape[1] * out.shape[2] * out.shape[3] * 16)
     if k == 1:
         _sample_body(x, src_y, src_x, out)
     else:
@@ -101,8 +113,8 @@ def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.n
     """``out[n, c, i, j]`` = ``x[n, c]`` read at the point ``(src_y, src_x)[n, i, j]``
     by bilinear interpolation, zero outside the image.
 
-    x (N, C, H, W); src_y, src_x (N, H, W) in pixel coordinates; out like x.
+    x (N, C, H, W); src_y, src_x (N, Ho, Wo) in x's pixel coordinates; out (N, C, Ho, Wo).
     """
-    out = np.empty_like(x)
+    out = np.empty((x.shape[0], x.shape[1], *src_y.shape[1:]), dtype=x.dtype)
     _bilinear_sample(x, src_y, src_x, out)
     return out

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastzero.kernels._geometry import output_size
 from fastzero.kernels.numba._jit import jit
 from fastzero.kernels.numba._slices import map_slices
 
@@ -75,8 +76,8 @@ BLOCK_BYTES = 1 << 19
 DIRECT_MAX_TAPS = 75
 
 
-def _out_size(size: int, filter_size: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - filter_size) // stride + 1
+#: :func:`output_size` for the loops below (numba calls only compiled functions).
+_output_size = jit(output_size)
 
 
 @jit
@@ -90,8 +91,8 @@ def _im2col_t(x, filter_h, filter_w, stride, pad, colT):
     loops need no bounds and vectorise.
     """
     N, C, H, W = x.shape
-    out_h = (H + 2 * pad - filter_h) // stride + 1
-    out_w = (W + 2 * pad - filter_w) // stride + 1
+    out_h = _output_size(H, filter_h, stride, pad)
+    out_w = _output_size(W, filter_w, stride, pad)
     P = out_h * out_w
     padded = np.zeros((H + 2 * pad, W + 2 * pad), dtype=x.dtype)  # border stays zero
     for n in range(N):
@@ -120,8 +121,8 @@ def _col2im_t(colT, filter_h, filter_w, stride, pad, dx):
     interior: what lands in the padding is dropped.
     """
     N, C, H, W = dx.shape
-    out_h = (H + 2 * pad - filter_h) // stride + 1
-    out_w = (W + 2 * pad - filter_w) // stride + 1
+    out_h = _output_size(H, filter_h, stride, pad)
+    out_w = _output_size(W, filter_w, stride, pad)
     P = out_h * out_w
     padded = np.empty((H + 2 * pad, W + 2 * pad), dtype=dx.dtype)
     for n in range(N):
@@ -297,7 +298,7 @@ def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int) -
     """Patch matrix of ``x (N, C, H, W)``: ``(N*OH*OW, C*FH*FW)``, the book's layout."""
     N, C, H, W = x.shape
     K = C * filter_h * filter_w
-    P = _out_size(H, filter_h, stride, pad) * _out_size(W, filter_w, stride, pad)
+    P = output_size(H, filter_h, stride, pad) * output_size(W, filter_w, stride, pad)
     col = np.empty((N * P, K), dtype=x.dtype)
 
     def fill(n0: int, n1: int) -> None:
@@ -314,7 +315,7 @@ def col2im(
 ) -> np.ndarray:
     """Adjoint of :func:`im2col`: sum ``col (N*OH*OW, C*FH*FW)`` back into ``(N, C, H, W)``."""
     N, _, H, W = x_shape
-    P = _out_size(H, filter_h, stride, pad) * _out_size(W, filter_w, stride, pad)
+    P = output_size(H, filter_h, stride, pad) * output_size(W, filter_w, stride, pad)
     dx = np.empty(tuple(x_shape), dtype=col.dtype)
 
     def fill(n0: int, n1: int) -> None:
@@ -342,7 +343,7 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     """
     N, C, H, Wd = x.shape
     FN, _, FH, FW = W.shape
-    OH, OW = _out_size(H, FH, stride, pad), _out_size(Wd, FW, stride, pad)
+    OH, OW = output_size(H, FH, stride, pad), output_size(Wd, FW, stride, pad)
     K, P = C * FH * FW, OH * OW
     W2 = W.reshape(FN, K)
     out = np.empty((N, FN, P), dtype=x.dtype)

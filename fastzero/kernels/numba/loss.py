@@ -73,25 +73,34 @@ def _softmax_cross_entropy_forward(x, t, y):
 
 
 @jit
-def _softmax_cross_entropy_backward_rows(y, t, scale, dx):
+def _softmax_cross_entropy_backward_rows(y, t, rows, scale, dx):
+    """``(y - target) * scale``: the target is row ``i`` of ``rows`` when ``rows`` is not
+    empty, else the one-hot row of label ``t[i]``."""
     one = y.dtype.type(1)
+    soft = rows.shape[0] > 0
     for i in range(y.shape[0]):
         row, out = y[i], dx[i]
-        for k in range(row.size):
-            out[k] = row[k] * scale
-        out[t[i]] = (row[t[i]] - one) * scale
+        if soft:
+            target = rows[i]
+            for k in range(row.size):
+                out[k] = (row[k] - target[k]) * scale
+        else:
+            for k in range(row.size):
+                out[k] = row[k] * scale
+            out[t[i]] = (row[t[i]] - one) * scale
 
 
 @pjit
-def _softmax_cross_entropy_backward(y, t, scale, dx):
+def _softmax_cross_entropy_backward(y, t, rows, scale, dx):
     n, c = y.shape
     k = n_spans(n, c)
     if k == 1:
-        _softmax_cross_entropy_backward_rows(y, t, scale, dx)
+        _softmax_cross_entropy_backward_rows(y, t, rows, scale, dx)
     else:
         for s in prange(k):
             lo, hi = span(s, k, n)
-            _softmax_cross_entropy_backward_rows(y[lo:hi], t[lo:hi], scale, dx[lo:hi])
+            _softmax_cross_entropy_backward_rows(y[lo:hi], t[lo:hi], rows[lo:hi], scale,
+                                                 dx[lo:hi])
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -126,12 +135,17 @@ def softmax_cross_entropy_backward(dout: float, y: np.ndarray, t: np.ndarray) ->
     ----------
     dout : float, upstream gradient of the loss
     y : (N, K) array, the forward softmax
-    t : (N,) int64 array of labels
+    t : (N,) int64 array of labels, or (N, K) target rows of y's dtype
+        (then ``dx = (y - t) * dout / N``)
 
     Returns
     -------
     dx : (N, K) array
     """
     dx = np.empty_like(y)
-    _softmax_cross_entropy_backward(y, t, y.dtype.type(dout / y.shape[0]), dx)
+    if t.ndim == 2:  # one kernel for both: the unused operand is an empty array
+        labels, rows = np.empty(0, np.int64), t
+    else:
+        labels, rows = t, np.empty((0, y.shape[1]), y.dtype)
+    _softmax_cross_entropy_backward(y, labels, rows, y.dtype.type(dout / y.shape[0]), dx)
     return dx

@@ -57,11 +57,12 @@ def _momentum(param, grad, v, lr, momentum):
 @jit
 def _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead):
     for i in range(param.size):
-        vi = v[i] * momentum
-        vi -= lr * grad[i]
-        v[i] = vi
+        vi = v[i]
         param[i] += momentum_sq * vi
         param[i] -= lr_ahead * grad[i]
+        vi *= momentum
+        vi -= lr * grad[i]
+        v[i] = vi
 
 
 @pjit
@@ -156,10 +157,11 @@ def momentum_update(
 def nesterov_update(
     param: np.ndarray, grad: np.ndarray, v: np.ndarray, lr: float, momentum: float
 ) -> None:
-    """Nesterov's accelerated gradient, in place.
+    """Nesterov's accelerated gradient, in place; the parameter step uses the
+    velocity before this step's update.
 
-    ``v *= momentum; v -= lr * grad;
-    param += momentum**2 * v; param -= (1 + momentum) * lr * grad``
+    ``param += momentum**2 * v; param -= (1 + momentum) * lr * grad;
+    v *= momentum; v -= lr * grad``
     """
     typ = param.dtype.type
     _nesterov(

@@ -17,11 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from fastzero.kernels._geometry import output_size
 from fastzero.kernels.numba._jit import jit, pjit
-
-
-def _out_size(size: int, pool_size: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - pool_size) // stride + 1
 
 
 def _index_dtype(window_size: int) -> np.dtype:
@@ -167,7 +164,7 @@ def maxpool_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int, pad: i
     ``i*pool_w + j`` inside its window.
     """
     N, C, H, W = x.shape
-    shape = (N, C, _out_size(H, pool_h, stride, pad), _out_size(W, pool_w, stride, pad))
+    shape = (N, C, output_size(H, pool_h, stride, pad), output_size(W, pool_w, stride, pad))
     out = np.empty(shape, dtype=x.dtype)
     argmax = np.empty(shape, dtype=_index_dtype(pool_h * pool_w))
     _maxpool_forward(x, pool_h, pool_w, stride, pad, out, argmax)

@@ -24,7 +24,7 @@ def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.n
     """``out[n, c, i, j]`` = ``x[n, c]`` read at the point ``(src_y, src_x)[n, i, j]``
     by bilinear interpolation, zero outside the image.
 
-    x (N, C, H, W); src_y, src_x (N, H, W) in pixel coordinates; out like x.
+    x (N, C, H, W); src_y, src_x (N, Ho, Wo) in x's pixel coordinates; out (N, C, Ho, Wo).
     """
     n, c, h, w = x.shape
     y0, x0 = np.floor(src_y), np.floor(src_x)
@@ -35,7 +35,7 @@ def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.n
     wy, wx = np.where(inside, wy, 0), np.where(inside, wx, 0)
     one = x.dtype.type(1)
     batch = np.arange(n)[:, None, None]
-    out = np.zeros_like(x)
+    out = np.zeros((n, c, *src_y.shape[1:]), dtype=x.dtype)
     for dy, dx, weight in ((0, 0, (one - wy) * (one - wx)), (0, 1, (one - wy) * wx),
                            (1, 0, wy * (one - wx)), (1, 1, wy * wx)):
         yy, xx = y0 + dy, x0 + dx

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _out_size(size: int, filter_size: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - filter_size) // stride + 1
+from fastzero.kernels._geometry import output_size
 
 
 def pad_images(x: np.ndarray, pad: int, value: float = 0.0) -> np.ndarray:
@@ -34,8 +32,8 @@ def im2col_padded(img: np.ndarray, filter_h: int, filter_w: int, stride: int,
 def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int) -> np.ndarray:
     """Windows of ``x`` (N, C, H, W) as rows: (N*OH*OW, C*FH*FW), zero padding."""
     _, _, h, w = x.shape
-    out_h = _out_size(h, filter_h, stride, pad)
-    out_w = _out_size(w, filter_w, stride, pad)
+    out_h = output_size(h, filter_h, stride, pad)
+    out_w = output_size(w, filter_w, stride, pad)
     return im2col_padded(pad_images(x, pad), filter_h, filter_w, stride, out_h, out_w)
 
 
@@ -43,8 +41,8 @@ def col2im(col: np.ndarray, x_shape: tuple[int, int, int, int], filter_h: int, f
            stride: int, pad: int) -> np.ndarray:
     """Adjoint of :func:`im2col`: rows (N*OH*OW, C*FH*FW) summed back into (N, C, H, W)."""
     n, c, h, w = x_shape
-    out_h = _out_size(h, filter_h, stride, pad)
-    out_w = _out_size(w, filter_w, stride, pad)
+    out_h = output_size(h, filter_h, stride, pad)
+    out_w = output_size(w, filter_w, stride, pad)
     col = col.reshape(n, out_h, out_w, c, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
     img = np.zeros((n, c, h + 2 * pad + stride - 1, w + 2 * pad + stride - 1), dtype=col.dtype)
     for y in range(filter_h):
@@ -62,8 +60,8 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     """
     fn, _, fh, fw = W.shape
     n, _, h, w = x.shape
-    out_h = _out_size(h, fh, stride, pad)
-    out_w = _out_size(w, fw, stride, pad)
+    out_h = output_size(h, fh, stride, pad)
+    out_w = output_size(w, fw, stride, pad)
     col = im2col(x, fh, fw, stride, pad)
     out = np.dot(col, W.reshape(fn, -1).T) + b
     out = out.reshape(n, out_h, out_w, fn).transpose(0, 3, 1, 2)

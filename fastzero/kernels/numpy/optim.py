@@ -20,11 +20,16 @@ def momentum_update(param: np.ndarray, grad: np.ndarray, v: np.ndarray, lr: floa
 
 def nesterov_update(param: np.ndarray, grad: np.ndarray, v: np.ndarray, lr: float,
                     momentum: float) -> None:
-    """Nesterov's accelerated gradient in the book's form."""
-    v *= momentum
-    v -= lr * grad
+    """Nesterov's accelerated gradient in the book's form: the parameter step
+    uses the velocity before this step's update.
+
+    ``param += momentum*momentum*v; param -= (1 + momentum)*lr*grad;
+    v *= momentum; v -= lr*grad``
+    """
     param += momentum * momentum * v
     param -= (1 + momentum) * lr * grad
+    v *= momentum
+    v -= lr * grad
 
 
 def adagrad_update(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float) -> None:

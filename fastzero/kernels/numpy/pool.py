@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastzero.kernels.numpy.conv import _out_size, col2im, im2col_padded, pad_images
+from fastzero.kernels._geometry import output_size
+from fastzero.kernels.numpy.conv import col2im, im2col_padded, pad_images
 
 
 def maxpool_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int, pad: int):
@@ -13,8 +14,8 @@ def maxpool_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int, pad: i
     holds the flat in-window index ``i*pool_w + j`` of each maximum.
     """
     n, c, h, w = x.shape
-    out_h = _out_size(h, pool_h, stride, pad)
-    out_w = _out_size(w, pool_w, stride, pad)
+    out_h = output_size(h, pool_h, stride, pad)
+    out_w = output_size(w, pool_w, stride, pad)
     img = pad_images(x, pad, value=-np.inf)
     col = im2col_padded(img, pool_h, pool_w, stride, out_h, out_w).reshape(-1, pool_h * pool_w)
     argmax = np.argmax(col, axis=1)

@@ -1,0 +1,219 @@
+"""What a network sees: first-layer filters, misclassified digits and Grad-CAM.
+
+:func:`grad_cam` is plain NumPy over the network's layers and needs nothing
+else; the ``*_figure`` functions draw with matplotlib (``pip install
+"fastzero[plot]"``) and return the figure.
+
+Grad-CAM (Selvaraju et al. 2017): for a convolution layer's output ``A``
+(N, K, h, w) and a class score ``y_c`` (the raw logit, network in inference
+mode), the channel weights are the spatial means of ``d y_c / d A``; the map
+is ``ReLU(sum_k weight_k * A_k)``, resized to the input's height and width by
+bilinear interpolation (pixel centres aligned, edges clamped).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from fastzero import _backend
+from fastzero.blocks import Block
+from fastzero.layers import BatchNormalization, Convolution, Dropout, SpatialBatchNormalization
+
+__all__ = ["filters_figure", "grad_cam", "grad_cam_figure", "misclassified", "misclassified_figure"]
+
+
+def _layers(network: Any) -> list[tuple[str, Any]]:
+    """The network's top-level layers as ``(name, layer)`` in order."""
+    layers = network.layers
+    if isinstance(layers, dict):
+        return list(layers.items())
+    return [(f"{type(layer).__name__}{i}", layer) for i, layer in enumerate(layers)]
+
+
+def _target_index(layers: list[tuple[str, Any]], layer: int | str | None) -> int:
+    convolutions = [i for i, (_, obj) in enumerate(layers) if isinstance(obj, Convolution)]
+    if layer is None:
+        if not convolutions:
+            raise ValueError("grad_cam: the network has no Convolution layer")
+        return convolutions[-1]
+    names = [name for name, _ in layers]
+    if isinstance(layer, str):
+        if layer not in names:
+            raise ValueError(f"grad_cam: no layer named {layer!r}; layers: {', '.join(names)}")
+        index = names.index(layer)
+    elif isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if not -len(layers) <= layer < len(layers):
+            raise ValueError(f"grad_cam: layer index {layer} out of range for {len(layers)} layers")
+        index = int(layer) % len(layers)
+    else:
+        raise TypeError(f"grad_cam: layer must be a name, an index or None, got {layer!r}")
+    return index
+
+
+def _inference_backward(layer: Any, dout: np.ndarray) -> np.ndarray:
+    """``dout`` through ``layer`` as it was run in inference mode."""
+    if isinstance(layer, Dropout):  # inference output is x * (1 - ratio)
+        return dout * dout.dtype.type(1 - layer.dropout_ratio)
+    if isinstance(layer, BatchNormalization):  # inference: (x - mean) / std * gamma + beta
+        scale = (layer.gamma / np.sqrt(layer.running_var + layer.eps)).astype(dout.dtype)
+        if isinstance(layer, SpatialBatchNormalization):  # per channel of (N, C, H, W)
+            return dout * scale[None, :, None, None]
+        return (dout.reshape(len(dout), -1) * scale).reshape(dout.shape)
+    if isinstance(layer, Block):
+        raise ValueError(f"grad_cam: cannot differentiate through the block {type(layer).__name__} "
+                         "in inference mode; choose a layer after it")
+    return layer.backward(dout)
+
+
+def grad_cam(network: Any, x: np.ndarray, target: int | Sequence[int] | np.ndarray | None = None,
+             layer: int | str | None = None) -> np.ndarray:
+    """Grad-CAM maps (N, H, W) of the images ``x`` (N, C, H, W), one per image, >= 0.
+
+    Parameters
+    ----------
+    network : a convolutional network with ``layers`` (e.g. SimpleConvNet, DeepConvNet).
+    x : images (N, C, H, W).
+    target : the class whose score is explained: one for all images, one per
+        image, or None for each image's predicted class.
+    layer : the convolution layer to look at, by name (``"Conv1"``), index in
+        ``network.layers`` or None for the last convolution. Any layer with a
+        4-D output works.
+
+    The maps are not rescaled for display: their values are in the units of
+    the class score.
+    """
+    layers = _layers(network)
+    index = _target_index(layers, layer)
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"grad_cam: expected images (N, C, H, W), got shape {x.shape}")
+    out = x.astype(network.dtype) if hasattr(network, "dtype") else x
+    activation = None
+    for i, (_, obj) in enumerate(layers):
+        if isinstance(obj, (Dropout, BatchNormalization)):
+            out = obj.forward(out, False)
+        else:
+            out = obj.forward(out)
+        if i == index:
+            activation = out
+    if activation.ndim != 4:
+        raise ValueError(f"grad_cam: layer {layers[index][0]} gives shape {activation.shape}, "
+                         "not a (N, K, h, w) feature map")
+    scores = out
+    n, classes = scores.shape
+    if target is None:
+        target = np.argmax(scores, axis=1)
+    target = np.broadcast_to(np.asarray(target), (n,))
+    if target.dtype.kind not in "iu" or target.min() < 0 or target.max() >= classes:
+        raise ValueError(f"grad_cam: target must be class indices in [0, {classes}), got {target!r}")
+    dout = np.zeros_like(scores)
+    dout[np.arange(n), target] = 1
+    for _, obj in reversed(layers[index + 1:]):
+        dout = _inference_backward(obj, dout)
+    weights = dout.mean(axis=(2, 3))
+    cam = np.maximum(np.einsum("nk,nkhw->nhw", weights, activation), 0)
+    return _resize(cam, x.shape[2:])
+
+
+def _resize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``maps`` (N, h, w) resized to ``size`` (H, W) bilinearly, pixel centres aligned,
+    edges clamped (as OpenCV's ``resize`` and PyTorch's ``align_corners=False``)."""
+    n, h, w = maps.shape
+    big_h, big_w = size
+
+    def source(count: int, small: int) -> np.ndarray:
+        return np.clip((np.arange(count) + 0.5) * small / count - 0.5, 0, small - 1)
+
+    src_y = np.broadcast_to(source(big_h, h)[:, None], (n, big_h, big_w)).astype(maps.dtype)
+    src_x = np.broadcast_to(source(big_w, w)[None, :], (n, big_h, big_w)).astype(maps.dtype)
+    kernels = _backend.kernels()
+    return kernels.bilinear_sample(np.ascontiguousarray(maps[:, None]), np.ascontiguousarray(src_y),
+                                   np.ascontiguousarray(src_x))[:, 0]
+
+
+def misclassified(network: Any, x: np.ndarray, t: np.ndarray,
+                  batch_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the samples ``network`` gets wrong and its predictions for them."""
+    labels = np.asarray(t)
+    if labels.ndim == 2:
+        labels = labels.argmax(axis=1)
+    predicted = np.concatenate([np.argmax(network.predict(x[i:i + batch_size]), axis=1)
+                                for i in range(0, len(x), batch_size)])
+    wrong = np.flatnonzero(predicted != labels)
+    return wrong, predicted[wrong]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError('fastzero.visualize needs matplotlib: pip install "fastzero[plot]"') from exc
+    return plt
+
+
+def filters_figure(*weights: np.ndarray, titles: Sequence[str] = (), max_filters: int = 32):
+    """One row of filter images per ``W`` (FN, C, FH, FW) given (channel 0 of each
+    filter, grey scale, each filter scaled to its own range), as the book's
+    ``ch07/visualize_filter.py`` draws them."""
+    plt = _pyplot()
+    count = min(max_filters, max(len(w) for w in weights))
+    columns = min(count, 16)
+    rows_per = -(-count // columns)
+    fig, axes = plt.subplots(rows_per * len(weights), columns,
+                             figsize=(columns * 0.7, rows_per * len(weights) * 0.8 + 0.4),
+                             squeeze=False)
+    for block, w in enumerate(weights):
+        for i in range(rows_per * columns):
+            ax = axes[block * rows_per + i // columns, i % columns]
+            ax.set_axis_off()
+            if i < min(count, len(w)):
+                ax.imshow(w[i, 0], cmap="gray_r", interpolation="nearest")
+        if block < len(titles):
+            axes[block * rows_per, 0].set_title(titles[block], loc="left", fontsize=9,
+                                                 x=0, ha="left")
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_figure(network: Any, x: np.ndarray, t: np.ndarray, max_images: int = 20):
+    """The first ``max_images`` misclassified images, each titled ``predicted (true)``,
+    as the book's ``ch08/misclassified_mnist.py`` draws them."""
+    plt = _pyplot()
+    wrong, predicted = misclassified(network, x, t)
+    labels = np.asarray(t).argmax(axis=1) if np.ndim(t) == 2 else np.asarray(t)
+    shown = wrong[:max_images]
+    columns = min(len(shown), 10) or 1
+    rows = max(-(-len(shown) // columns), 1)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.0, rows * 1.2 + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, i, p in zip(axes.flat, shown, predicted):
+        ax.imshow(np.asarray(x[i]).reshape(28, 28) if np.size(x[i]) == 784 else x[i][0],
+                  cmap="gray_r", interpolation="nearest")
+        ax.set_title(f"{p} ({labels[i]})", fontsize=9, color="tab:red")
+    fig.suptitle(f"{len(wrong)} of {len(x)} misclassified: predicted (true)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def grad_cam_figure(network: Any, x: np.ndarray, target: Any = None, layer: int | str | None = None):
+    """Each image of ``x`` beside its Grad-CAM map laid over it."""
+    plt = _pyplot()
+    maps = grad_cam(network, x, target, layer)
+    predicted = np.argmax(network.predict(x), axis=1)
+    fig, axes = plt.subplots(2, len(x), figsize=(len(x) * 1.1, 2.6), squeeze=False)
+    for j in range(len(x)):
+        axes[0, j].imshow(x[j, 0], cmap="gray_r", interpolation="nearest")
+        axes[0, j].set_title(f"pred {predicted[j]}", fontsize=8)
+        axes[1, j].imshow(x[j, 0], cmap="gray", interpolation="nearest")
+        axes[1, j].imshow(maps[j], cmap="jet", alpha=0.5, interpolation="bilinear")
+        for ax in axes[:, j]:
+            ax.set_axis_off()
+    name = layer if isinstance(layer, str) else _layers(network)[_target_index(_layers(network), layer)][0]
+    fig.suptitle(f"Grad-CAM over {name}", fontsize=10)
+    fig.tight_layout()
+    return fig

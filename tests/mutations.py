@@ -1,0 +1,175 @@
+"""Mutation check of the guarantees in docs/guarantees.md: each named mutation
+breaks one promise in a copy of the repository, and the tests named beside it
+must then fail. A guarantee whose tests still pass against its mutant rests on
+a test that cannot fail.
+
+    python tests/mutations.py --list          # the mutations, one a line
+    python tests/mutations.py                 # run them all (about 20 minutes on 2 cores)
+    python tests/mutations.py sigmoid-textbook atomic-write-deletes-first
+
+Each mutation replaces one exact snippet of one file; a snippet that is no
+longer found (the code moved on) is reported as STALE, and the run fails, so
+the list is kept in step with the code. The copy lives in a fixed directory
+with its own numba cache, and unchanged files keep their times, so only the
+mutated module recompiles.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Mutation(NamedTuple):
+    name: str
+    guarantee: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS: tuple[Mutation, ...] = (
+    Mutation(
+        "pickle-admits-object-dtype", "Loading a file never runs code from it, never crashes",
+        "fastzero/_restricted_pickle.py",
+        '"f2", "f4", "f8"})', '"f2", "f4", "f8", "O", "|O"})',
+        ("tests/test_hostile_files.py::test_object_array_over_attacker_bytes_is_refused_without_a_crash",
+         "tests/test_hostile_files.py::test_crafted_pickles_from_the_admitted_globals_never_crash_the_reader"),
+    ),
+    Mutation(
+        "npz-trusts-deflate-ratio", "Lying size fields do not allocate",
+        "fastzero/_bounded_npz.py",
+        "MAX_DEFLATE_RATIO = 1032", "MAX_DEFLATE_RATIO = 10**9",
+        ("tests/test_hostile_files.py::test_deflated_gigabytes_of_zeros_are_refused_before_inflating",),
+    ),
+    Mutation(
+        "atomic-write-deletes-first", "Nothing half-written ever appears under a final name",
+        "fastzero/params_io.py",
+        '    try:\n        with open(tmp, "xb") as f:',
+        '    with contextlib.suppress(FileNotFoundError):\n        os.unlink(path)\n'
+        '    try:\n        with open(tmp, "xb") as f:',
+        ("tests/test_params_io.py::test_failed_write_leaves_the_old_file_intact",),
+    ),
+    Mutation(
+        "sigmoid-textbook", "Sigmoid never overflows",
+        "fastzero/kernels/numba/activation.py",
+        "            e = np.exp(x[i])\n            out[i] = e / (one + e)",
+        "            out[i] = one / (one + np.exp(-x[i]))",
+        ("tests/test_numba_kernels.py::test_sigmoid_saturates_exactly_and_keeps_its_tail",
+         "tests/test_numerics.py::test_numba_sigmoid_keeps_the_subnormal_tail"),
+    ),
+    Mutation(
+        "softmax-without-max", "Softmax and cross-entropy stay finite for huge logits",
+        "fastzero/kernels/numba/loss.py",
+        "            e = np.exp(row[k] - top)", "            e = np.exp(row[k])",
+        ("tests/test_numerics.py::test_softmax_of_huge_logits_is_finite_and_exact",),
+    ),
+    Mutation(
+        "divergence-keeps-poisoned-buffers", "NaN and inf: a diverging step changes nothing",
+        "fastzero/trainer.py",
+        "                np.copyto(value, buffers[name])", "                pass",
+        ("tests/test_trainer_state.py::test_diverging_step_leaves_the_running_statistics_alone",),
+    ),
+    Mutation(
+        "mnist-skips-checksum", "MNIST files are verified by SHA-256",
+        "fastzero/datasets/mnist.py",
+        "        if digest != sha256:", "        if False:",
+        ("tests/test_datasets.py::test_checksum_mismatch_names_the_file",),
+    ),
+    Mutation(
+        "named-data-dir-created", "a directory the user names is never created",
+        "fastzero/datasets/mnist.py",
+        "    if named and not directory.is_dir():", "    if False:",
+        ("tests/test_datasets.py::test_a_named_data_dir_that_does_not_exist_is_not_created",),
+    ),
+    Mutation(
+        "nesterov-old-formula", "The book's current code is the reference (Nesterov)",
+        "fastzero/kernels/numba/optim.py",  # the velocity updated before the parameter step
+        "        vi = v[i]\n        param[i] += momentum_sq * vi\n        param[i] -= lr_ahead * grad[i]\n"
+        "        vi *= momentum\n        vi -= lr * grad[i]\n",
+        "        vi = v[i]\n        vi *= momentum\n        vi -= lr * grad[i]\n"
+        "        param[i] += momentum_sq * vi\n        param[i] -= lr_ahead * grad[i]\n",
+        ("tests/test_optimizer.py::test_nesterov_is_the_books_current_update",),
+    ),
+)
+
+
+def _copy_tree(destination: Path) -> None:
+    """The tracked files of the repository into ``destination``, times kept."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source, target = ROOT / name, destination / name
+        if not source.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.stat().st_mtime != source.stat().st_mtime \
+                or target.read_bytes() != source.read_bytes():
+            shutil.copy2(source, target)
+
+
+def _pytest(tree: Path, work: Path, tests: tuple[str, ...]) -> int:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(work / "numba-cache"), PYTHONPATH=str(tree))
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           *tests], cwd=tree, env=env, capture_output=True).returncode
+
+
+def run(mutation: Mutation, work: Path) -> str:
+    """``caught``, ``SURVIVED`` or ``STALE`` for one mutation."""
+    tree = work / "tree"
+    _copy_tree(tree)
+    target = tree / mutation.path
+    original = (ROOT / mutation.path).read_text()
+    if original.count(mutation.old) != 1:
+        return "STALE"
+    target.write_text(original.replace(mutation.old, mutation.new))
+    try:
+        code = _pytest(tree, work, mutation.tests)
+    finally:
+        shutil.copy2(ROOT / mutation.path, target)
+    return "caught" if code == 1 else ("SURVIVED" if code == 0 else f"ERROR (pytest exit {code})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--work", type=Path,
+                        default=Path(tempfile.gettempdir()) / "fastzero-mutations",
+                        help="where the mutated copy and its numba cache live")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    unknown = set(args.names) - {m.name for m in MUTATIONS}
+    if unknown:
+        parser.error(f"unknown mutation(s): {', '.join(sorted(unknown))}")
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:36} {m.guarantee}  [{m.path}]")
+        return 0
+    _copy_tree(args.work / "tree")
+    baseline = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+    if _pytest(args.work / "tree", args.work, baseline) != 0:
+        print("the named tests fail on the unmutated code; fix them first", file=sys.stderr)
+        return 2
+    failed = 0
+    for m in chosen:
+        start = time.perf_counter()
+        verdict = run(m, args.work)
+        failed += verdict != "caught"
+        print(f"{verdict:8} {m.name:36} {time.perf_counter() - start:6.1f} s  {m.guarantee}",
+              flush=True)
+    print(f"{len(chosen) - failed} of {len(chosen)} mutations caught")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
