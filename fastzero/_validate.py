@@ -131,8 +131,13 @@ def real(value: Any, where: str, name: str, low: float | None = None,
     value = float(value)
     too_high = high is not None and (value >= high if high_open else value > high)
     if not np.isfinite(value) or (low is not None and value < low) or too_high:
-        bounds = f"[{low}, {high}{')' if high_open else ']'}" if high is not None else f">= {low}"
-        raise ValueError(f"{where}: {name} must be finite and in {bounds}, got {value}")
+        if low is not None and high is not None:
+            bounds = f" and in [{low}, {high}{')' if high_open else ']'}"
+        elif high is not None:
+            bounds = f" and {'<' if high_open else '<='} {high}"
+        else:
+            bounds = "" if low is None else f" and >= {low}"
+        raise ValueError(f"{where}: {name} must be finite{bounds}, got {value}")
     return value
 
 

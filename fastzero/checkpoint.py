@@ -5,8 +5,11 @@ Entries: ``param.<name>`` and ``buffer.<name>`` (the network's parameters and
 the state of its layers, :func:`fastzero.blocks.network_buffers`: batch-norm
 statistics, also those of the book's own networks), ``optim.<attr>.<key>`` (the optimizer's state dicts),
 ``order`` (the epoch's batch order), ``np_random.keys``, ``history.<list>``,
-and ``meta``, a JSON object with the run's counters, settings and random states.
-Reading checks the whole file against the trainer before anything changes.
+and ``meta``, a JSON object with the run's counters, settings (``settings``:
+the trainer's; ``run``: the caller's ``run_info``, e.g. the command line's) and
+random states. Reading checks the whole file against the trainer before
+anything changes; :func:`read_settings` reads the settings alone, so that a
+caller can rebuild the run before loading it.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import numpy as np
 
 from fastzero import blocks, params_io
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_settings"]
 
 _CHECKPOINT_FORMAT = 1
 
@@ -59,17 +62,39 @@ def save_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
         "current_epoch": trainer.current_epoch,
         "rng": trainer.rng.bit_generator.state,
         "np_random": [legacy[0], *map(_plain, legacy[2:])],
+        "settings": trainer.settings(),
+        "run": trainer.run_info,
     }
     arrays["meta"] = np.array(json.dumps(meta))
     params_io.save_npz(arrays, path)
+
+
+def read_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings a checkpoint was written with: ``{"settings": the trainer's,
+    "run": the caller's run_info, "current_iter": ..., "current_epoch": ...}``;
+    ``settings`` and ``run`` are ``{}`` in checkpoints written before they were saved.
+
+    ValueError naming the file if it is not a checkpoint.
+    """
+    try:
+        meta = _checked_meta(params_io.read_npz(path, only={"meta"}).get("meta"))
+        settings, run = meta.get("settings", {}), meta.get("run", {})
+        if not (isinstance(settings, dict) and isinstance(run, dict)):
+            raise ValueError("corrupt checkpoint: 'settings' and 'run' must be objects")
+    except ValueError as exc:
+        raise ValueError(f"{os.fspath(path)}: {exc}") from None
+    return {"settings": settings, "run": run, "current_iter": meta["current_iter"],
+            "current_epoch": meta["current_epoch"]}
 
 def load_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
     """Continue the run saved in ``path``: restores the network's parameters
     (in place), the optimizer, the random states, the history and the step counters.
 
-    The trainer must be set up as the saved one (network class and
-    parameter shapes, optimizer, batch size, training set size); ``epochs``
-    may differ, e.g. to train for longer.
+    The trainer must be set up as the saved one (network class, parameter
+    shapes and dtypes, optimizer and its hyper-parameters, batch size,
+    sampling, schedule, training set size, evaluation sample count);
+    ``epochs`` may differ, e.g. to train for longer, and the seed is the
+    checkpoint's (its random states are restored).
 
     The whole file is checked before anything changes: a truncated,
     corrupt or foreign file, or one saved by another setup, raises
@@ -95,6 +120,7 @@ def load_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
         setattr(trainer, name, values)
     trainer.current_iter = saved.current_iter
     trainer.current_epoch = saved.current_epoch
+    trainer.seed = saved.seed
 
 def _entry_sizes(trainer: Any) -> Callable[[Mapping[str, params_io.Declared]], None]:
     """A check of a checkpoint's entries by the sizes their headers declare, run before
@@ -137,11 +163,27 @@ def _checked_checkpoint(trainer: Any, arrays: dict[str, np.ndarray]) -> _SavedRu
         "lr_schedule": trainer.lr_schedule,
     }
     meta.setdefault("lr_schedule", "constant")  # written before schedules existed
+    settings = meta.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ValueError(f"corrupt checkpoint: 'settings' is {settings!r}")
+    if "evaluate_sample_num_per_epoch" in settings:
+        expected["evaluate_sample_num_per_epoch"] = trainer.evaluate_sample_num_per_epoch
+        meta["evaluate_sample_num_per_epoch"] = settings["evaluate_sample_num_per_epoch"]
     for key, value in expected.items():
         if meta[key] != value:
             raise ValueError(
                 f"checkpoint was written with {key}={meta[key]!r}, this trainer has {key}={value!r}"
             )
+    initial = settings.get("optimizer_settings", trainer.optimizer_settings)
+    for key, value in trainer.optimizer_settings.items():
+        if isinstance(initial, dict) and key in initial and initial[key] != value:
+            raise ValueError(
+                f"checkpoint was written with optimizer {key}={initial[key]!r}, "
+                f"this trainer has {key}={value!r}"
+            )
+    seed = settings.get("seed", trainer.seed)
+    if seed is not None and type(seed) is not int:
+        raise ValueError(f"corrupt checkpoint: seed {seed!r} is not an int")
     current_iter, current_epoch = meta["current_iter"], meta["current_epoch"]
     for key, count in (("current_iter", current_iter), ("current_epoch", current_epoch)):
         if type(count) is not int or count < 0:
@@ -161,7 +203,14 @@ def _checked_checkpoint(trainer: Any, arrays: dict[str, np.ndarray]) -> _SavedRu
         elif name not in known:
             raise ValueError(f"unexpected entry {name!r}: not a fastzero checkpoint")
     state = {**groups["param"], **groups["buffer"]}
-    params_io.check_params(_network_state(trainer.network), state)
+    network_state = _network_state(trainer.network)
+    params_io.check_params(network_state, state)
+    for name, value in network_state.items():
+        if state[name].dtype != value.dtype:
+            raise ValueError(
+                f"{name!r} was saved as {state[name].dtype}, the network has {value.dtype}: "
+                "a run continues in its own dtype"
+            )
 
     order = arrays.get("order")
     if order is not None and not _is_permutation(order, trainer.train_size):
@@ -192,6 +241,7 @@ def _checked_checkpoint(trainer: Any, arrays: dict[str, np.ndarray]) -> _SavedRu
         history=history,
         current_iter=current_iter,
         current_epoch=current_epoch,
+        seed=seed,
     )
 
 def _checked_optimizer_scalars(optimizer: Any, scalars: Any) -> dict[str, Any]:
@@ -244,6 +294,7 @@ class _SavedRun(NamedTuple):
     history: dict[str, list[float]]
     current_iter: int
     current_epoch: int
+    seed: int | None
 
 
 _HISTORY = ("train_loss_list", "train_acc_list", "test_acc_list")

@@ -8,14 +8,19 @@ Same constructor, attributes (``train_loss_list``, ``train_acc_list``,
   (the book samples each mini-batch with replacement: ``replacement=True``);
 * one forward pass per step: the loss recorded is the one of the forward
   pass that computed the gradients (a fastzero network's ``last_loss``);
-* a progress bar (tqdm) and one summary line per epoch when ``verbose``;
+* a progress bar (tqdm) showing each step's loss on a terminal (elsewhere the
+  book's ``train loss:`` line per step), and one summary line per epoch,
+  when ``verbose``;
 * :class:`TrainingDiverged` naming the step as soon as the loss is NaN or
   infinite, before the optimizer applies that step, with the layers' state
   (batch-norm running statistics) put back as it was before the step;
 * ``lr_schedule='cosine'``: the learning rate falls from the optimizer's
   ``lr`` to zero along half a cosine over the run's steps (the book keeps it
   constant, the default);
-* ``seed``: the same seed (and thread count) gives the same run;
+* ``seed``: the same seed (and thread count) gives the same run; without
+  one, ``np.random.seed(...)`` alone does, as in the book;
+* Ctrl-C stops the run after the current step and, with a ``checkpoint``
+  path, writes the checkpoint first (resuming from it is bit-exact);
 * checkpoints: everything needed to continue (parameters, batch-norm
   statistics, optimizer state, random states, history) written atomically
   at the end of every epoch; a run resumed with :meth:`Trainer.load_checkpoint`
@@ -26,9 +31,12 @@ the start), so ``train_acc_list[-1]`` belongs to the trained network.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import sys  # noqa: F401  (exported, as the book's module's)
+import threading
 import time
 from typing import Any, Mapping
 
@@ -41,7 +49,7 @@ from fastzero.optimizer import __all__ as _optimizer_all
 
 #: The book's module has no ``__all__``: a star import of it gives a script
 #: the optimizers, ``np``, ``os`` and ``sys`` as well.
-__all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS", "LR_SCHEDULES", *_optimizer_all,
+__all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS", "LR_SCHEDULES", "REPORTS", *_optimizer_all,
            "os", "sys"]
 
 #: Optimizer names accepted by ``Trainer(optimizer=...)`` (case-insensitive).
@@ -77,7 +85,7 @@ class Trainer:
     evaluate_sample_num_per_epoch : int or None
         Measure the per-epoch accuracies on the first this-many samples only.
     verbose : bool
-        Progress bar (on a terminal) and per-epoch summaries.
+        Progress (see ``report``) and per-epoch summaries.
     replacement : bool
         Sample every mini-batch with replacement, as the book, instead of
         shuffled epochs.
@@ -89,9 +97,20 @@ class Trainer:
         ``epochs`` changes ``max_iter`` and so the rest of the schedule.
     seed : int or None
         Seeds the mini-batch order (a ``np.random.Generator``) and
-        ``np.random`` (which dropout draws from).
+        ``np.random`` (which dropout draws from). Without it the generator
+        is seeded from ``np.random``, so ``np.random.seed(...)`` before
+        constructing the trainer makes the run reproducible, as in the book.
     checkpoint : path or None
-        Where to write a checkpoint at the end of every epoch.
+        Where to write a checkpoint at the end of every epoch (and when the
+        run is interrupted with Ctrl-C).
+    report : 'book' or 'epochs'
+        With ``verbose``: 'book' shows every step's loss (in the progress bar
+        on a terminal, else as the book's ``train loss:...`` lines), the epoch
+        lines and the book's final-accuracy banner; 'epochs' shows the progress
+        bar (on a terminal) and the epoch lines only.
+    run_info : mapping or None
+        JSON-serialisable description of the run (e.g. a command line's
+        settings), saved in every checkpoint.
 
     Training runs ``max_iter = epochs * iter_per_epoch`` steps with
     ``iter_per_epoch = ceil(train_size / mini_batch_size)``; the last batch
@@ -104,7 +123,8 @@ class Trainer:
                  optimizer_param: Mapping[str, Any] | None = None,
                  evaluate_sample_num_per_epoch: int | None = None, verbose: bool = True, *,
                  replacement: bool = False, lr_schedule: str = "constant",
-                 seed: int | None = None, checkpoint: str | os.PathLike | None = None) -> None:
+                 seed: int | None = None, checkpoint: str | os.PathLike | None = None,
+                 report: str = "book", run_info: Mapping[str, Any] | None = None) -> None:
         if len(x_train) != len(t_train) or len(x_test) != len(t_test):
             raise ValueError(
                 f"Trainer: {len(x_train)} training samples but {len(t_train)} labels, "
@@ -117,6 +137,8 @@ class Trainer:
         if evaluate_sample_num_per_epoch is not None:
             _validate.integer(evaluate_sample_num_per_epoch, "Trainer",
                               "evaluate_sample_num_per_epoch", 1)
+        if report not in REPORTS:
+            raise ValueError(f"Trainer: unknown report {report!r}; choose one of {', '.join(REPORTS)}")
         self.network = network
         self.verbose = verbose
         self.x_train, self.t_train = x_train, t_train
@@ -126,7 +148,10 @@ class Trainer:
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self.replacement = replacement
         self.checkpoint = checkpoint
+        self.report = report
+        self.run_info = dict(run_info or {})
         self.optimizer = _make_optimizer(optimizer, optimizer_param)
+        self.optimizer_settings = _scalars(self.optimizer)
         self.lr_schedule = lr_schedule
         self.base_lr = _base_lr(self.optimizer, lr_schedule)
 
@@ -140,12 +165,16 @@ class Trainer:
         self.train_acc_list: list[float] = []
         self.test_acc_list: list[float] = []
 
-        self.rng = np.random.default_rng(seed)
-        if seed is not None:
+        self.seed = seed
+        if seed is None:  # np.random.seed(...) before the trainer fixes the run, as in the book
+            self.rng = np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))
+        else:
+            self.rng = np.random.default_rng(seed)
             np.random.seed(seed)
         self.final_test_acc: float | None = None
         self._order: np.ndarray | None = None
         self._epoch_start = time.perf_counter()
+        self._stop_requested = False
 
     # -- one step ----------------------------------------------------------
 
@@ -216,9 +245,15 @@ class Trainer:
             lr = "" if self.base_lr is None else f", lr {self.optimizer.lr:.3g}"
             tqdm.write(
                 f"epoch {self.current_epoch}/{self.epochs}: train loss {np.mean(losses):.4f}, "
-                f"train acc {train_acc:.4f}, test acc {test_acc:.4f}{lr} ({elapsed:.1f} s)"
+                f"train acc {train_acc:.4f}{self._sample_note(len(self.x_train))}, "
+                f"test acc {test_acc:.4f}{self._sample_note(len(self.x_test))}{lr} ({elapsed:.1f} s)"
             )
         self._epoch_start = time.perf_counter()
+
+    def _sample_note(self, size: int) -> str:
+        """Says when an epoch line's accuracy was measured on part of a set of ``size``."""
+        n = self.evaluate_sample_num_per_epoch
+        return "" if n is None or n >= size else f" (first {n} of {size})"
 
     # -- the whole run -----------------------------------------------------
 
@@ -227,28 +262,77 @@ class Trainer:
 
         The final accuracy is measured on the whole test set (also kept as
         ``final_test_acc``).
+
+        Ctrl-C (SIGINT, in the main thread) stops the run after the current
+        step; with a ``checkpoint`` path the checkpoint is written there
+        first, then ``KeyboardInterrupt`` is raised. A second Ctrl-C
+        interrupts at once.
         """
         from tqdm.auto import tqdm
 
         self._epoch_start = time.perf_counter()
-        with tqdm(total=self.max_iter, initial=self.current_iter, unit="step",
-                  disable=None if self.verbose else True, dynamic_ncols=True) as bar:
-            while self.current_iter < self.max_iter:
+        self._stop_requested = False
+        with self._stop_on_interrupt(), tqdm(
+                total=self.max_iter, initial=self.current_iter, unit="step",
+                disable=None if self.verbose else True, dynamic_ncols=True) as bar:
+            step_lines = self.verbose and self.report == "book" and bar.disable
+            while self.current_iter < self.max_iter and not self._stop_requested:
                 loss = self.train_step()
+                if step_lines:
+                    print(f"train loss:{loss}")
                 postfix = {"loss": f"{loss:.4f}"}
                 if self.test_acc_list:
                     postfix["test_acc"] = f"{self.test_acc_list[-1]:.4f}"
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(1)
+        if self._stop_requested:
+            if self.checkpoint is not None and self.current_iter > 0:
+                self.save_checkpoint(self.checkpoint)
+            raise KeyboardInterrupt
         n = self.evaluate_sample_num_per_epoch
         if self.test_acc_list and (n is None or n >= len(self.x_test)):
             self.final_test_acc = self.test_acc_list[-1]  # measured just now, on every sample
         else:
             self.final_test_acc = self.network.accuracy(self.x_test, self.t_test)
-        if self.verbose:
+        if self.verbose and self.report == "book":
             print("=============== Final Test Accuracy ===============")
             print(f"test acc:{self.final_test_acc}")
         return self.final_test_acc
+
+    @contextlib.contextmanager
+    def _stop_on_interrupt(self):
+        """Within: the first SIGINT asks the loop to stop after the current step.
+
+        Only where Python's own SIGINT handler is installed, in the main thread.
+        """
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+
+        def request_stop(signum, frame):
+            self._stop_requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one interrupts
+
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def settings(self) -> dict[str, Any]:
+        """The run's settings as JSON values (saved in checkpoints)."""
+        return {
+            "epochs": self.epochs,
+            "mini_batch_size": self.batch_size,
+            "optimizer": type(self.optimizer).__name__,
+            "optimizer_settings": self.optimizer_settings,
+            "lr_schedule": self.lr_schedule,
+            "replacement": self.replacement,
+            "evaluate_sample_num_per_epoch": self.evaluate_sample_num_per_epoch,
+            "train_size": self.train_size,
+            "seed": self.seed,
+        }
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write everything needed to continue this run to ``path`` (``.npz``), atomically
@@ -262,6 +346,15 @@ class Trainer:
 
 #: ``Trainer(lr_schedule=...)`` choices.
 LR_SCHEDULES = ("constant", "cosine")
+
+#: ``Trainer(report=...)`` choices.
+REPORTS = ("book", "epochs")
+
+
+def _scalars(optimizer: Any) -> dict[str, Any]:
+    """The optimizer's scalar attributes (hyper-parameters such as ``lr``, counters)."""
+    return {attr: value for attr, value in vars(optimizer).items()
+            if value is None or isinstance(value, (bool, int, float, str))}
 
 
 def _base_lr(optimizer: Any, lr_schedule: str) -> float | None:

@@ -17,11 +17,18 @@ Fault hooks, set through the environment (the library is not modified):
 ``CKPT_SNAPSHOTS=1``
     After every completed checkpoint, copy it to ``CHECKPOINT.epoch<E>``.
 ``CKPT_SLOW=seconds``
-    Sleep this long in every training step and in every fsync, so that a kill
-    at a random moment often lands inside a checkpoint write.
+    Sleep this long in every training step and in every fsync.
+``CKPT_TRACE=directory`` (with ``CKPT_SLOW_WRITE=seconds``)
+    Create ``entered.K`` in the directory as the K-th checkpoint write begins
+    and ``left.K`` once it has returned (renamed, directory synced), and sleep
+    this long before every archive member and in the file's fsync, so that a
+    kill timed from ``entered.K`` lands inside the write.
+``CKPT_BACKEND=numpy|numba``
+    The backend (default numpy).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -33,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import fastzero
+from fastzero import params_io
 from fastzero.nets import MultiLayerNetExtend
 from fastzero.trainer import Trainer
 
@@ -58,6 +66,8 @@ def install_hooks(checkpoint: str) -> None:
     pause = os.environ.get("CKPT_PAUSE", "")
     signal_path = os.environ.get("CKPT_SIGNAL", checkpoint + ".paused")
     slow = float(os.environ.get("CKPT_SLOW", "0"))
+    slow_write = float(os.environ.get("CKPT_SLOW_WRITE", "0"))
+    trace = os.environ.get("CKPT_TRACE")
     snapshots = os.environ.get("CKPT_SNAPSHOTS") == "1"
     state = {"writes": 0, "members": 0}
     real_fsync, real_replace, real_open = os.fsync, os.replace, zipfile.ZipFile.open
@@ -66,8 +76,8 @@ def install_hooks(checkpoint: str) -> None:
         real_fsync(fd)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return  # the directory's fsync after the rename
-        if slow:
-            time.sleep(slow)
+        if slow or slow_write:
+            time.sleep(slow + slow_write)
         if pause == f"fsync:{state['writes'] + 1}":
             _pause(signal_path)
 
@@ -80,6 +90,8 @@ def install_hooks(checkpoint: str) -> None:
                 shutil.copyfile(checkpoint, f"{checkpoint}.epoch{state['writes']}")
 
     def zip_open(self, name, mode="r", *args, **kwargs):
+        if mode == "w" and slow_write:
+            time.sleep(slow_write)
         if mode == "w" and pause.startswith("member:"):
             _, k, m = pause.split(":")
             if state["writes"] + 1 == int(k) and state["members"] == int(m):
@@ -88,8 +100,24 @@ def install_hooks(checkpoint: str) -> None:
             state["members"] += 1
         return real_open(self, name, mode, *args, **kwargs)
 
+    real_atomic_write = params_io.atomic_write
+
+    @contextlib.contextmanager
+    def traced_atomic_write(path):
+        if os.fspath(path) != checkpoint or not trace:
+            with real_atomic_write(path) as f:
+                yield f
+            return
+        state["entered"] = state.get("entered", 0) + 1
+        k = state["entered"]
+        Path(trace, f"entered.{k}").touch()
+        with real_atomic_write(path) as f:
+            yield f
+        Path(trace, f"left.{k}").touch()
+
     os.fsync, os.replace = fsync, replace
     zipfile.ZipFile.open = zip_open
+    params_io.atomic_write = traced_atomic_write
     if slow:
         step = Trainer.train_step
 

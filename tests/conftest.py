@@ -35,5 +35,26 @@ def backend(request):
 
 
 @pytest.fixture
+def sigint_at():
+    """``sigint_at(monkeypatch, step)``: a real SIGINT (Ctrl-C) to this process as the
+    Trainer's training step ``step`` (counted from 1) begins."""
+    import signal
+
+    from fastzero.trainer import Trainer
+
+    def install(monkeypatch, step):
+        real_step = Trainer.train_step
+
+        def sigint_then_step(self):
+            if self.current_iter == step - 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real_step(self)
+
+        monkeypatch.setattr(Trainer, "train_step", sigint_then_step)
+
+    return install
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(12345)

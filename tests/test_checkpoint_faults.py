@@ -1,16 +1,17 @@
 """Checkpoints under faults: SIGKILL mid-write, a full disk, truncated and corrupt files.
 
 A real training process (tests/checkpoint_child.py: batch norm, dropout,
-Adam, a checkpoint every epoch) is killed with SIGKILL at chosen moments --
-after the temporary file is complete but before the rename, in the middle of
-writing the archive -- and at random moments. Every time, the file under the
+Adam, a checkpoint every epoch), on each backend, is killed with SIGKILL at
+chosen moments -- after the temporary file is complete but before the rename,
+in the middle of writing the archive -- and at random moments inside
+checkpoint writes (counted). Every time, the file under the
 checkpoint's final name is a complete checkpoint identical (array for array)
 to one the uninterrupted run wrote, and resuming from it ends exactly where the
 uninterrupted run ends. A write that fails (disk full) keeps the previous
 checkpoint. A truncated, corrupt or incomplete checkpoint is refused with a
 ValueError naming the file, and a refused load changes nothing.
 
-``FASTZERO_KILL_ROUNDS`` sets the number of random kills (default 3).
+``FASTZERO_KILL_ROUNDS`` sets the number of random kills (default 5).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +31,7 @@ import numpy as np
 import pytest
 
 import fastzero
+from fastzero._backend import available_backends
 from checkpoint_child import make_trainer
 
 TESTS = Path(__file__).parent
@@ -37,17 +40,22 @@ EPOCHS = 10
 
 
 @pytest.fixture(autouse=True)
-def numpy_backend():
-    with fastzero.use_backend("numpy"):
+def same_backend_as_the_children(request):
+    """In-process trainers use the backend of the test's child processes (numpy if none)."""
+    backend = "numpy"
+    if "uninterrupted" in request.fixturenames:
+        backend = request.getfixturevalue("uninterrupted")["backend"]
+    with fastzero.use_backend(backend):
         yield
 
 
-def spawn(checkpoint: Path, result: Path, *, resume: bool = False, **env: str) -> subprocess.Popen:
+def spawn(checkpoint: Path, result: Path, *, resume: bool = False, backend: str = "numpy",
+          **env: str) -> subprocess.Popen:
     args = [sys.executable, str(CHILD), str(checkpoint), str(result), str(EPOCHS)]
     return subprocess.Popen(
         args + (["--resume"] if resume else []),
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-             **env},
+             "CKPT_BACKEND": backend, **env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -86,19 +94,20 @@ def temp_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.name.endswith(".tmp"))
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The reference run: final state and every per-epoch checkpoint's arrays."""
-    directory = tmp_path_factory.mktemp("uninterrupted")
+@pytest.fixture(scope="module", params=available_backends())
+def uninterrupted(request, tmp_path_factory):
+    """The reference run on one backend: final state and every per-epoch checkpoint's arrays."""
+    backend = request.param
+    directory = tmp_path_factory.mktemp(f"uninterrupted-{backend}")
     checkpoint, result = directory / "ckpt.npz", directory / "result.npz"
-    finish(spawn(checkpoint, result, CKPT_SNAPSHOTS="1"))
+    finish(spawn(checkpoint, result, backend=backend, CKPT_SNAPSHOTS="1"))
     snapshots = {e: contents(Path(f"{checkpoint}.epoch{e}")) for e in range(1, EPOCHS + 1)}
-    return {"final": contents(result), "snapshots": snapshots}
+    return {"final": contents(result), "snapshots": snapshots, "backend": backend}
 
 
 def assert_resumes_to_the_uninterrupted_end(checkpoint: Path, uninterrupted) -> None:
     result = checkpoint.with_name("resumed.npz")
-    finish(spawn(checkpoint, result, resume=checkpoint.exists()))
+    finish(spawn(checkpoint, result, resume=checkpoint.exists(), backend=uninterrupted["backend"]))
     assert_same_arrays(contents(result), uninterrupted["final"], "resumed run vs uninterrupted run")
 
 
@@ -107,7 +116,8 @@ def assert_resumes_to_the_uninterrupted_end(checkpoint: Path, uninterrupted) -> 
                               "first-checkpoint-half-written"])
 def test_sigkill_during_a_checkpoint_write_keeps_the_last_complete_one(tmp_path, uninterrupted, fault):
     checkpoint, signal_file = tmp_path / "ckpt.npz", tmp_path / "paused"
-    proc = spawn(checkpoint, tmp_path / "never.npz", CKPT_PAUSE=fault, CKPT_SIGNAL=str(signal_file))
+    proc = spawn(checkpoint, tmp_path / "never.npz", backend=uninterrupted["backend"],
+                 CKPT_PAUSE=fault, CKPT_SIGNAL=str(signal_file))
     kill_when(proc, signal_file)
     writing = int(fault.split(":")[1])
 
@@ -129,29 +139,61 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_last_complete_one(tmp_path,
     assert_resumes_to_the_uninterrupted_end(checkpoint, uninterrupted)
 
 
+def _which_snapshot(saved: dict, snapshots: dict) -> int | None:
+    """The epoch of the uninterrupted run's checkpoint equal to ``saved``, if any."""
+    for epoch, reference in snapshots.items():
+        if set(saved) == set(reference) and all(np.array_equal(saved[k], reference[k])
+                                                 for k in reference):
+            return epoch
+    return None
+
+
 def test_sigkill_at_random_moments_never_breaks_the_checkpoint(tmp_path, uninterrupted):
-    rounds = int(os.environ.get("FASTZERO_KILL_ROUNDS", "3"))
+    """Kills at random moments inside checkpoint writes (each round: the K-th write of a
+    child resuming from the last checkpoint, at a random time within it). After every
+    kill the checkpoint is the last completed one (or the one being written, if the kill
+    came after its rename), and it loads; one that existed before is never lost."""
+    rounds = int(os.environ.get("FASTZERO_KILL_ROUNDS", "5"))
     rng = np.random.default_rng(int(os.environ.get("FASTZERO_KILL_SEED", "7")))
-    checkpoint = tmp_path / "ckpt.npz"
-    reference = list(uninterrupted["snapshots"].values())
-    epochs_seen = []
-    for _ in range(rounds):
-        # 30 ms per step and per fsync: ~2 s of training, one write in seven sleeps in fsync
-        proc = spawn(checkpoint, tmp_path / "never.npz", resume=checkpoint.exists(), CKPT_SLOW="0.03")
-        time.sleep(rng.uniform(0.4, 1.4))
+    checkpoint, trace = tmp_path / "ckpt.npz", tmp_path / "trace"
+    snapshots = uninterrupted["snapshots"]
+    epoch, inside_writes, history = 0, 0, []
+    for round_ in range(rounds):
+        trace.mkdir()
+        k = int(rng.integers(1, 3))  # the child's first or second checkpoint write
+        # 20 ms before each of the ~40 archive members and in the fsync: a write takes > 0.8 s
+        proc = spawn(checkpoint, tmp_path / "never.npz", resume=checkpoint.exists(),
+                     backend=uninterrupted["backend"], CKPT_TRACE=str(trace),
+                     CKPT_SLOW_WRITE="0.02")
+        deadline = time.monotonic() + 120
+        while not (trace / f"entered.{k}").exists():
+            assert proc.poll() is None, f"child exited early:\n{proc.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, f"child never started checkpoint write {k}"
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
+        inside = not (trace / f"left.{k}").exists()
+        inside_writes += inside
+        completed = epoch + (k - 1) + (not inside)  # the epoch of the last write that returned
         if not checkpoint.exists():
-            epochs_seen.append(0)
+            assert completed == 0, f"round {round_}: the kill destroyed the checkpoint of epoch {completed}"
+            history.append((k, inside, None))
+            shutil.rmtree(trace)
             continue
-        saved = contents(checkpoint)
-        assert any(set(saved) == set(r) and all(np.array_equal(saved[k], r[k]) for k in r)
-                   for r in reference), "the checkpoint is none of the uninterrupted run's"
+        saved_epoch = _which_snapshot(contents(checkpoint), snapshots)
+        assert saved_epoch is not None, "the checkpoint is none of the uninterrupted run's"
+        assert saved_epoch in (completed, completed + 1), (
+            f"round {round_}: epoch {saved_epoch} on disk, {completed} writes had completed")
         trainer = make_trainer(checkpoint, EPOCHS)
         trainer.load_checkpoint(checkpoint)
-        epochs_seen.append(trainer.current_epoch)
-    print(f"\nrandom SIGKILLs: epochs on disk after each kill {epochs_seen}, "
+        assert trainer.current_epoch == saved_epoch
+        epoch = saved_epoch
+        history.append((k, inside, epoch))
+        shutil.rmtree(trace)
+    print(f"\nSIGKILLs (write, inside it, epoch on disk after): {history}; "
           f"{len(temp_files(tmp_path))} interrupted writes left temporary files")
+    assert inside_writes >= rounds - 1, f"only {inside_writes} of {rounds} kills landed inside a write"
     assert_resumes_to_the_uninterrupted_end(checkpoint, uninterrupted)
 
 
@@ -160,8 +202,7 @@ def test_full_disk_during_a_write_keeps_the_previous_checkpoint(tmp_path, monkey
     and training resumed from it ends where the uninterrupted run ends."""
     checkpoint = tmp_path / "ckpt.npz"
     trainer = make_trainer(checkpoint, EPOCHS)
-    trainer.epochs = 2
-    trainer.max_iter = 2 * trainer.iter_per_epoch
+    trainer.max_iter = 2 * trainer.iter_per_epoch  # stop after two epochs of the ten
     trainer.train()
 
     real_write_array = np.lib.format.write_array
@@ -211,6 +252,11 @@ def _without(arrays: dict, *names: str) -> bytes:
     return _npz_bytes({k: v for k, v in arrays.items() if not k.startswith(names)})
 
 
+def _with_settings(arrays: dict, **changes) -> bytes:
+    meta = json.loads(str(arrays["meta"]))
+    return _with_meta(arrays, settings={**meta["settings"], **changes})
+
+
 def _with_legacy_pos(arrays: dict, pos: int) -> bytes:
     meta = json.loads(str(arrays["meta"]))
     return _with_meta(arrays, np_random=[meta["np_random"][0], pos, *meta["np_random"][2:]])
@@ -253,6 +299,14 @@ CORRUPTIONS = {
     "another-batch-size": lambda data, arrays: _with_meta(arrays, batch_size=7),
     "another-lr-schedule": lambda data, arrays: _with_meta(arrays, lr_schedule="cosine"),
     "another-format": lambda data, arrays: _with_meta(arrays, format=99),
+    "another-dtype": lambda data, arrays: _npz_bytes(
+        {**arrays, "param.W1": arrays["param.W1"].astype(np.float32)}),
+    "settings-not-an-object": lambda data, arrays: _with_meta(arrays, settings=[1]),
+    "seed-not-an-int": lambda data, arrays: _with_settings(arrays, seed="1"),
+    "another-learning-rate": lambda data, arrays: _with_settings(
+        arrays, optimizer_settings={"lr": 0.5, "beta1": 0.9, "beta2": 0.999, "iter": 0}),
+    "another-evaluation-sample-count": lambda data, arrays: _with_settings(
+        arrays, evaluate_sample_num_per_epoch=7),
 }
 
 

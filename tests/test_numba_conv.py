@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 import fastzero
 from fastzero.kernels.cases import CONV
 from fastzero.kernels.numba import conv as fast
+from fastzero.kernels.numba import conv_vector
 from fastzero.kernels.numpy import conv as ref
 
 #: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
@@ -41,15 +42,24 @@ def make_conv(rng, shape, dtype):
     return x, Wt, b, dout, stride, pad
 
 
-#: ``DIRECT_MAX_TAPS`` that sends every filter to one way of multiplying.
-PRODUCTS = {"blas": 0, "loops": 10**9}
+#: ``(DIRECT_MAX_TAPS, VECTOR_MIN_TAPS)`` that send every filter to one way of
+#: multiplying (the vector tiles take the stride-1 filters with ``pad < FH, FW``).
+PRODUCTS = {"blas": (0, 10**9), "loops": (10**9, 10**9), "vector": (0, 0)}
+
+
+def use_products(name):
+    """Set the module's choice to ``PRODUCTS[name]``; returns the previous values."""
+    saved = fast.DIRECT_MAX_TAPS, fast.VECTOR_MIN_TAPS
+    fast.DIRECT_MAX_TAPS, fast.VECTOR_MIN_TAPS = PRODUCTS[name]
+    return saved
 
 
 @pytest.fixture(params=list(PRODUCTS))
-def products(request, monkeypatch):
-    """Every filter multiplied by BLAS, or every one by the numba loops."""
-    monkeypatch.setattr(fast, "DIRECT_MAX_TAPS", PRODUCTS[request.param])
-    return request.param
+def products(request):
+    """Every filter multiplied by BLAS, by the numba loops, or by the vector tiles."""
+    saved = use_products(request.param)
+    yield request.param
+    fast.DIRECT_MAX_TAPS, fast.VECTOR_MIN_TAPS = saved
 
 
 def check_conv(x, Wt, b, dout, stride, pad):
@@ -126,11 +136,11 @@ def test_col2im_is_adjoint_of_im2col(rng):
 def test_conv_random_shapes_match_reference(n, c, h, w, fn, fh, fw, stride, pad, seed, products):
     assume(h + 2 * pad >= fh and w + 2 * pad >= fw)  # else no output pixel: rejected by the layer
     rng = np.random.default_rng(seed)
-    saved, fast.DIRECT_MAX_TAPS = fast.DIRECT_MAX_TAPS, PRODUCTS[products]
+    saved = use_products(products)
     try:
         check_conv(*make_conv(rng, (n, c, h, w, fn, fh, fw, stride, pad), np.float64))
     finally:
-        fast.DIRECT_MAX_TAPS = saved
+        fast.DIRECT_MAX_TAPS, fast.VECTOR_MIN_TAPS = saved
 
 
 def conv_step(x, Wt, b, dout, stride, pad):
@@ -159,6 +169,7 @@ def test_conv_is_deterministic_and_thread_count_independent(rng, dtype, products
 def test_conv_in_blocks_of_samples_matches_reference(rng, monkeypatch, samples_per_block, dtype):
     """BLAS's blocks of 1, 2 (with a remainder of 1) and all 5 samples."""
     monkeypatch.setattr(fast, "DIRECT_MAX_TAPS", 0)
+    monkeypatch.setattr(fast, "VECTOR_MIN_TAPS", 10**9)
     shape = (5, 3, 11, 10, 4, 7, 3, 2, 2)
     x, Wt, b, dout, stride, pad = make_conv(rng, shape, dtype)
     per_sample = x.shape[1] * Wt.shape[2] * Wt.shape[3] * dout.shape[2] * dout.shape[3]
@@ -167,15 +178,67 @@ def test_conv_in_blocks_of_samples_matches_reference(rng, monkeypatch, samples_p
     check_conv(x, Wt, b, dout, stride, pad)
 
 
-def test_small_filters_take_the_loops_and_large_ones_blas(rng, monkeypatch):
-    """The default choice by taps: SimpleConvNet's conv1 (25 taps) by loops,
-    DeepConvNet's 16->16 3x3 (144 taps) by BLAS."""
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("samples_per_block", [1, 2, 3, 7])
+@pytest.mark.parametrize("shape", [(7, 5, 6, 9, 6, 3, 3, 1, 1), (7, 3, 5, 4, 9, 3, 2, 1, 0),
+                                   (7, 2, 4, 5, 3, 3, 3, 1, 2)], ids=["p1", "p0", "p2"])
+def test_vector_tiles_in_blocks_of_samples_match_reference(rng, monkeypatch, samples_per_block, shape, dtype):
+    """The vector tiles' blocks of 1, 2, 3 (remainder 1) and all 7 samples, pads 0-2."""
+    monkeypatch.setattr(fast, "VECTOR_MIN_TAPS", 0)
+    x, Wt, b, dout, stride, pad = make_conv(rng, shape, dtype)
+    monkeypatch.setattr(conv_vector, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(conv_vector, "_block_size", lambda n, *_: min(n, samples_per_block))
+    check_conv(x, Wt, b, dout, stride, pad)
+
+
+def test_filters_by_taps_and_stride(rng, monkeypatch):
+    """The default choice: SimpleConvNet's conv1 (25 taps) by loops, DeepConvNet's
+    16->16 3x3 (144 taps) by the vector tiles at stride 1, by BLAS at stride 2."""
     calls = []
     monkeypatch.setattr(fast, "_forward_direct", lambda *args: calls.append("loops"))
     monkeypatch.setattr(fast, "_add_bias_to_output", lambda *args: calls.append("blas"))
+    monkeypatch.setattr(conv_vector, "conv_forward", lambda *args: calls.append("vector"))
     for shape, expected in (((1, 1, 28, 28, 30, 5, 5, 1, 0), "loops"),
-                            ((1, 16, 5, 5, 16, 3, 3, 1, 1), "blas")):
+                            ((1, 16, 5, 5, 16, 3, 3, 1, 1), "vector"),
+                            ((1, 16, 5, 5, 16, 3, 3, 2, 1), "blas")):
         calls.clear()
         x, Wt, b, _, stride, pad = make_conv(rng, shape, np.float64)
         fast.conv_forward(x, Wt, b, stride, pad)
         assert calls == [expected], shape
+
+
+@pytest.mark.parametrize("cpu, features, expected", [
+    ("znver4", "+avx2,+fma,+avx512f,+avx512vl", "True"),
+    ("haswell", "+avx2,+fma", "False"),  # the tiles' accumulators would spill
+    ("skylake-avx512", "", "False"),  # no feature list: not known to have AVX-512F
+    ("generic", "", "False"),  # a portable cache: llvm.fma would be a call per element
+])
+def test_vector_tiles_only_for_avx512_targets(cpu, features, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    if cpu is not None:
+        env.update(NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=features)
+    code = "from fastzero.kernels.numba import conv; print(conv._vector_path(144, 3, 3, 1, 1))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_vector_tiles_do_not_depend_on_array_alignment(rng, dtype):
+    """Inputs starting 0-3 elements into their buffers: bitwise-equal results."""
+    x, Wt, b, dout, stride, pad = make_conv(rng, (5, 16, 9, 11, 8, 3, 3, 1, 1), dtype)
+    assert fast._vector_path(16 * 9, 3, 3, stride, pad)
+
+    def shifted(a, offset):
+        buf = np.empty(a.size + 8, dtype=a.dtype)
+        view = buf[offset:offset + a.size].reshape(a.shape)
+        view[...] = a
+        return view
+
+    runs = [conv_step(*(shifted(a, k) for a in (x, Wt, b, dout)), stride, pad) for k in range(4)]
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            np.testing.assert_array_equal(a, b)
