@@ -11,7 +11,8 @@ import pytest
 from numba.core.dispatcher import Dispatcher
 
 from fastzero.kernels.cases import CASES
-from fastzero.kernels.numba import activation, dense, dropout, loss, norm, optim
+from fastzero.kernels.numba import (activation, augment, conv, conv_vector, dense, dropout, loss, norm,
+                                    optim, pool)
 from fastzero.kernels.numba._jit import FASTMATH
 from test_kernel_cases import DTYPES, FAST, REF, assert_close
 
@@ -130,11 +131,10 @@ def test_batchnorm_backward_matches_numerical_gradient(rng):
 
 def run_every_kernel_in_float32():
     """One float32 call of every kernel in the modules under test (fills their signatures)."""
-    modules = {m.__name__.rsplit(".", 1)[1] for m in (activation, dense, dropout, loss, norm, optim)}
-    for case in CASES.values():
-        if case.family in modules:
-            dims = next(iter(case.shapes("tiny").values()))
-            case.call(FAST, case.arguments(FAST, dims, np.float32))
+    for case in CASES.values():  # every shape: the convolutions' paths depend on it
+        for size in ("tiny", "book"):
+            for dims in case.shapes(size).values():
+                case.call(FAST, case.arguments(FAST, dims, np.float32))
 
 
 def native_bodies(llvm_ir):
@@ -158,7 +158,8 @@ def test_float32_kernels_never_widen_to_float64():
     run_every_kernel_in_float32()
     kernels = [
         (name, kernel)
-        for module in (activation, dense, dropout, loss, norm, optim)
+        for module in (activation, augment, conv, conv_vector, dense, dropout, loss, norm, optim,
+                       pool)
         for name, kernel in vars(module).items()
         if isinstance(kernel, Dispatcher) and kernel.py_func.__module__ == module.__name__
     ]
@@ -166,7 +167,7 @@ def test_float32_kernels_never_widen_to_float64():
     while True:
         todo = [(name, kernel, sig) for name, kernel in kernels for sig in kernel.signatures
                 if (name, sig) not in checked
-                and any(getattr(a, "dtype", None) == numba.float32 for a in sig)]
+                and any(numba.float32 in (a, getattr(a, "dtype", None)) for a in sig)]
         if not todo:
             break
         for name, kernel, sig in todo:
