@@ -1,4 +1,4 @@
-"""ReLU forward + backward on SimpleConvNet's conv1 output (100, 30, 24, 24)."""
+"""ReLU and sigmoid, forward and backward, each kernel at the registry's book shapes."""
 from . import _harness
 
 

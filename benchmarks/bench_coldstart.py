@@ -9,9 +9,8 @@ import os
 
 from fastzero import bench
 
-from . import _harness
 
-_NETS = _harness.labels("train")
+_NETS = [name.removeprefix("train.") for name in bench.COLDSTART_CASES]
 
 
 class FirstTrainingStep:

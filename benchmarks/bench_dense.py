@@ -1,4 +1,4 @@
-"""Affine layer, forward + backward: SimpleConvNet's 4320x100 at batch 100."""
+"""Affine forward and backward: SimpleConvNet's 4320x100 and TwoLayerNet's 784x50, batch 100."""
 from . import _harness
 
 

@@ -1,4 +1,4 @@
-"""Softmax cross-entropy, forward + backward, (100, 10) logits."""
+"""Softmax and softmax cross-entropy forward and backward, (100, 10) logits."""
 from . import _harness
 
 

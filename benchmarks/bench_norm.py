@@ -1,4 +1,5 @@
-"""Batch normalisation (training mode), forward + backward, (100, 1000)."""
+"""Batch normalisation kernels (training and inference forward, backward), (100, 100)
+and (100, 1000)."""
 from . import _harness
 
 

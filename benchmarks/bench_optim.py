@@ -1,4 +1,4 @@
-"""One in-place update of each optimizer over 1M parameters (1000, 1000)."""
+"""One in-place update of each optimizer kernel over 1M parameters (1000, 1000)."""
 from . import _harness
 
 

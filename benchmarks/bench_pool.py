@@ -1,4 +1,4 @@
-"""Max pooling 2x2 stride 2, forward + backward, at the book's layer shapes (batch 100)."""
+"""Max pooling 2x2 stride 2, forward and backward, at the book's layer shapes (batch 100)."""
 from . import _harness
 
 

@@ -1,6 +1,7 @@
-"""Whole training steps, batch 100: ``net.gradient(x, t)`` then an Adam update,
-for the book's SimpleConvNet and DeepConvNet (slow: ``FASTZERO_BENCH_FAST=1``
-skips it)."""
+"""Whole training steps, batch 100: ``net.gradient(x, t)`` then the optimizer's
+update, the workloads of the book's chapter scripts: TwoLayerNet (SGD),
+MultiLayerNet and MultiLayerNetExtend with batch norm (SGD), SimpleConvNet and
+DeepConvNet (Adam; slow: ``FASTZERO_BENCH_FAST=1`` skips it)."""
 import dataclasses
 
 import numpy as np

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BENCH="${1:-^bench_(activation|dense|loss|norm|optim|pool|train)\.}"
+BENCH="${1:-^bench_(activation|augment|dense|dropout|loss|norm|optim|peers|pool|train)\.}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 

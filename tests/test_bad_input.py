@@ -45,6 +45,9 @@ from fastzero.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from fastzero.trainer import Trainer
 from layouts import VALUE_LAYOUTS, as_layout, assert_close
 
+#: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
+pytestmark = pytest.mark.boundscheck
+
 F64, F32 = np.dtype(np.float64), np.dtype(np.float32)
 
 

@@ -31,6 +31,9 @@ import textwrap
 
 import pytest
 
+#: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
+pytestmark = pytest.mark.boundscheck
+
 CHILD = textwrap.dedent(r"""
     import json
     import numba

@@ -15,6 +15,7 @@ import pytest
 import fastzero
 from fastzero import _backend
 from fastzero.kernels import KERNEL_NAMES
+from fastzero.kernels.cases import CASES
 from fastzero.layers import (
     Affine,
     BatchNormalization,
@@ -117,52 +118,6 @@ def shifted(a, offset):
     return view
 
 
-def kernel_cases(rng, dtype):
-    """kernel name -> arguments, sized so the kernels take their parallel paths."""
-    def f(*shape):
-        return rng.standard_normal(shape).astype(dtype)
-
-    fast = _backend.kernels("numba")
-    n, d = 32, 1200
-    x, dout, gamma, beta = f(n, d), f(n, d), f(d) + 2, f(d)
-    img, filters = f(8, 3, 16, 16), f(8, 3, 3, 3)
-    conv_out, conv_cache = fast.conv_forward(img, filters, f(8), 1, 1)
-    pooled, argmax = fast.maxpool_forward(img, 2, 2, 2, 0)
-    _, bn_cache = fast.batchnorm_forward_train(x, gamma, beta, f(d), f(d) ** 2, 0.9, 1e-6)
-    t = rng.integers(0, d, size=n)
-    state = np.abs(f(n, d))
-    return {
-        "im2col": (img, 3, 3, 1, 1),
-        "col2im": (f(8 * 16 * 16, 27), img.shape, 3, 3, 1, 1),
-        "conv_forward": (img, filters, f(8), 1, 1),
-        "conv_backward": (f(*conv_out.shape), conv_cache, filters, 1, 1),
-        "maxpool_forward": (img, 2, 2, 2, 0),
-        "maxpool_backward": (f(*pooled.shape), argmax, img.shape, 2, 2, 2, 0),
-        "affine_forward": (x, f(d, 50), f(50)),
-        "affine_backward": (f(n, 50), x, f(d, 50)),
-        "relu_forward": (x,),
-        "relu_backward": (dout, x > 0),
-        "sigmoid_forward": (x,),
-        "sigmoid_backward": (dout, np.abs(x) % 1),
-        "softmax": (x,),
-        "softmax_cross_entropy_forward": (x, t),
-        "softmax_cross_entropy_backward": (0.5, np.abs(x) % 1, t),
-        "batchnorm_forward_train": (x, gamma, beta, f(d), f(d) ** 2, 0.9, 1e-6),
-        "batchnorm_forward_infer": (x, gamma, beta, f(d), f(d) ** 2, 1e-6),
-        "batchnorm_backward": (dout, bn_cache, gamma),
-        "dropout_forward": (x, rng.random(x.shape), 0.5),
-        "dropout_backward": (dout, x > 0),
-        "sgd_update": (x, dout, 0.1),
-        "momentum_update": (x, dout, state, 0.1, 0.9),
-        "nesterov_update": (x, dout, state, 0.1, 0.9),
-        "adagrad_update": (x, dout, state, 0.1),
-        "rmsprop_update": (x, dout, state, 0.1, 0.99),
-        "adam_update": (x, dout, state, state ** 2, 0.1, 0.9, 0.999),
-        "separable_blur": (f(12, 28, 28), np.array([0.25, 0.5, 0.25], dtype=dtype)),
-        "bilinear_sample": (img, 4 * f(8, 16, 16) + 7.5, 4 * f(8, 16, 16) + 7.5),
-    }
-
-
 def flat_arrays(result):
     if isinstance(result, tuple):
         return [a for r in result for a in flat_arrays(r)]
@@ -170,13 +125,14 @@ def flat_arrays(result):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_results_do_not_depend_on_array_alignment(rng, dtype):
-    """Every kernel, inputs placed at 8-byte offsets: bitwise-equal outputs and
-    in-place updates (vectorised loops must not take alignment-dependent paths)."""
+def test_results_do_not_depend_on_array_alignment(dtype):
+    """Every kernel at its "parallel" size, inputs placed at 8-byte offsets: bitwise-equal
+    outputs and in-place updates (vectorised loops must not take alignment-dependent paths)."""
     fast = _backend.kernels("numba")
-    cases = kernel_cases(rng, dtype)
-    assert set(cases) == set(KERNEL_NAMES)
-    for name, args in cases.items():
+    assert set(CASES) == set(KERNEL_NAMES)
+    for name, case in CASES.items():
+        (dims,) = case.shapes("parallel").values()
+        args = case.arguments(fast, dims, dtype)
         runs = []
         for offset in range(4):
             moved = [shifted(a, offset) if isinstance(a, np.ndarray) and a.dtype == dtype

@@ -5,24 +5,20 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import fastzero
+from fastzero.kernels.cases import CONV
 from fastzero.kernels.numba import conv as fast
 from fastzero.kernels.numba import conv_vector
 from fastzero.kernels.numpy import conv as ref
 
+#: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
+pytestmark = pytest.mark.boundscheck
+
 RTOL = {np.float64: 1e-10, np.float32: 1e-4}
 
-# (N, C, H, W, FN, FH, FW, stride, pad): batch 1 and odd batches, odd sizes,
-# 1/3/16 channels, 1x1 / 3x3 / 5x5 / 7x3 filters, strides 1-3, pads 0-2.
-SHAPES = [
-    (1, 1, 28, 28, 30, 5, 5, 1, 0),  # SimpleConvNet conv1, one image
-    (3, 16, 9, 9, 16, 3, 3, 1, 1),  # DeepConvNet's 3x3 pad 1
-    (5, 3, 11, 10, 4, 7, 3, 2, 2),
-    (2, 3, 9, 7, 3, 1, 1, 3, 0),
-    (4, 1, 8, 8, 2, 3, 3, 3, 2),
-    (1, 3, 5, 6, 2, 5, 5, 1, 2),
-    (7, 16, 13, 11, 3, 3, 5, 2, 1),
-    (3, 1, 6, 9, 5, 3, 3, 2, 0),
-]
+# The registry's tiny geometries (N, C, H, W, FN, FH, FW, stride, pad): batch 1
+# and odd batches, odd sizes, 1/3/16 channels, 1x1 / 3x3 / 5x5 / 7x3 filters,
+# strides 1-3, pads 0-2.
+SHAPES = list(CONV.tiny)
 IDS = ["N{}C{}H{}W{}-F{}x{}x{}-s{}p{}".format(*s) for s in SHAPES]
 
 

@@ -1,47 +1,23 @@
-"""The numba backend's dense, activation, loss, norm and dropout kernels vs the NumPy reference.
+"""The numba backend's dense, activation, loss, norm and dropout kernels: what the
+registry's equivalence tests (test_kernel_cases.py) do not check.
 
-Every kernel runs on both backends with the same inputs; the outputs must
-agree (float64: within 1e-10 of the largest magnitude, float32: 1e-4), keep
-the input dtype, and the inputs must come back unchanged.
+Kernels compared with the reference here must agree (float64: within 1e-10
+of the largest magnitude, float32: 1e-4), keep the input dtype, and leave
+their inputs unchanged.
 """
 import numba
 import numpy as np
 import pytest
 from numba.core.dispatcher import Dispatcher
 
-from fastzero import _backend
-from fastzero.kernels.numba import activation, dense, dropout, loss, norm, optim
+from fastzero.kernels.cases import CASES
+from fastzero.kernels.numba import (activation, augment, conv, conv_vector, dense, dropout, loss, norm,
+                                    optim, pool)
 from fastzero.kernels.numba._jit import FASTMATH
+from test_kernel_cases import DTYPES, FAST, REF, assert_close
 
-REF = _backend.kernels("numpy")
-FAST = _backend.kernels("numba")
-
-DTYPES = [np.float64, np.float32]
-#: (N, D): batch 1, odd sizes, a single column, wide, and one large enough
-#: (> PARALLEL_MIN operations) for the kernels to take their parallel path.
-MATRIX_SHAPES = [(1, 1), (1, 9), (7, 13), (130, 1), (3, 300), (257, 131)]
-#: Element-wise kernels accept any shape; the last ones run in parallel.
-ARRAY_SHAPES = [(1,), (7, 13), (2, 3, 5, 7), (1, 40000), (3, 5, 47, 53)]
-
-
-def tolerance(dtype):
-    return 1e-10 if dtype == np.float64 else 1e-4
-
-
-def assert_close(actual, desired, dtype):
-    """Same type, dtype and shape; values within ``dtype``'s tolerance of max |desired|."""
-    if isinstance(desired, float):
-        assert isinstance(actual, float)
-        np.testing.assert_allclose(actual, desired, rtol=tolerance(dtype))
-        return
-    assert actual.dtype == desired.dtype
-    assert actual.shape == desired.shape
-    if desired.dtype == np.bool_:
-        np.testing.assert_array_equal(actual, desired)
-        return
-    tol = tolerance(dtype)
-    atol = tol * float(np.max(np.abs(desired), initial=0.0))
-    np.testing.assert_allclose(actual, desired, rtol=tol, atol=atol)
+#: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
+pytestmark = pytest.mark.boundscheck
 
 
 def compare(name, *args):
@@ -64,18 +40,6 @@ def compare(name, *args):
     return actual
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    "n, d, m", [(1, 1, 1), (1, 9, 5), (7, 13, 3), (130, 2, 1), (3, 11, 300), (257, 7, 131)]
-)
-def test_affine(rng, dtype, n, d, m):
-    x = rng.standard_normal((n, d)).astype(dtype)
-    W = rng.standard_normal((d, m)).astype(dtype)
-    b = rng.standard_normal(m).astype(dtype)
-    compare("affine_forward", x, W, b)
-    compare("affine_backward", rng.standard_normal((n, m)).astype(dtype), x, W)
-
-
 @pytest.mark.parametrize("threads", [1, 2, 3, 5, 40])
 def test_affine_shares_every_row_out_once(rng, monkeypatch, threads):
     """With any number of parts (2: dx | dW; 3 and 5: parts across both;
@@ -84,22 +48,6 @@ def test_affine_shares_every_row_out_once(rng, monkeypatch, threads):
     x, W, dout = rng.standard_normal((7, 11)), rng.standard_normal((11, 3)), rng.standard_normal((7, 3))
     compare("affine_forward", x, W, rng.standard_normal(3))
     compare("affine_backward", dout, x, W)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", ARRAY_SHAPES)
-def test_relu(rng, dtype, shape):
-    x = np.round(rng.standard_normal(shape), 1).astype(dtype)  # exact zeros: mask is x <= 0
-    _, mask = compare("relu_forward", x)
-    compare("relu_backward", rng.standard_normal(shape).astype(dtype), mask)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", ARRAY_SHAPES)
-def test_sigmoid(rng, dtype, shape):
-    x = (4 * rng.standard_normal(shape)).astype(dtype)
-    out = compare("sigmoid_forward", x)[0]
-    compare("sigmoid_backward", rng.standard_normal(shape).astype(dtype), out)
 
 
 #: Inputs where sigmoid is exactly 0 or 1 in each dtype, and inputs whose sigmoid is
@@ -134,17 +82,6 @@ def test_sigmoid_saturates_exactly_and_keeps_its_tail(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", MATRIX_SHAPES)
-def test_softmax_and_cross_entropy(rng, dtype, shape):
-    x = (3 * rng.standard_normal(shape)).astype(dtype)
-    t = rng.integers(0, shape[1], size=shape[0])
-    compare("softmax", x)
-    loss, y = compare("softmax_cross_entropy_forward", x, t)
-    compare("softmax_cross_entropy_backward", 1.0, y, t)
-    compare("softmax_cross_entropy_backward", 0.37, y, t)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 13), (130, 1), (3, 300), (257, 131)])
 def test_softmax_cross_entropy_backward_with_target_rows(rng, dtype, shape):
     """Target rows instead of labels (label smoothing, mixup, rows that are not
@@ -171,33 +108,6 @@ def test_softmax_cross_entropy_finite_at_huge_logits(dtype):
     assert np.all(np.isfinite(dx))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", MATRIX_SHAPES)
-def test_batchnorm(rng, dtype, shape):
-    x = (2 * rng.standard_normal(shape) + 1).astype(dtype)
-    gamma = rng.uniform(0.5, 1.5, shape[1]).astype(dtype)
-    beta = rng.standard_normal(shape[1]).astype(dtype)
-    mean_ref = rng.uniform(-1, 1, shape[1]).astype(dtype)
-    var_ref = rng.uniform(0.5, 2, shape[1]).astype(dtype)
-    mean, var = mean_ref.copy(), var_ref.copy()
-    initial_mean = mean.copy()
-
-    out_ref, cache_ref = REF.batchnorm_forward_train(x, gamma, beta, mean_ref, var_ref, 0.9, 1e-6)
-    out, cache = FAST.batchnorm_forward_train(x, gamma, beta, mean, var, 0.9, 1e-6)
-    assert_close(out, out_ref, dtype)
-    assert not np.array_equal(mean, initial_mean)
-    assert_close(mean, mean_ref, dtype)  # updated in place, like the reference
-    assert_close(var, var_ref, dtype)
-
-    dout = rng.standard_normal(shape).astype(dtype)
-    grads_ref = REF.batchnorm_backward(dout, cache_ref, gamma)
-    grads = FAST.batchnorm_backward(dout, cache, gamma)
-    for a, d in zip(grads, grads_ref):
-        assert_close(a, d, dtype)
-
-    compare("batchnorm_forward_infer", x, gamma, beta, mean, var, 1e-6)
-
-
 def test_batchnorm_backward_matches_numerical_gradient(rng):
     """An independent check of the formula: central differences of sum(out * dout)."""
     x = rng.standard_normal((5, 3))
@@ -219,42 +129,12 @@ def test_batchnorm_backward_matches_numerical_gradient(rng):
     np.testing.assert_allclose(dbeta, dout.sum(axis=0), rtol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", ARRAY_SHAPES)
-def test_dropout(rng, dtype, shape):
-    x = rng.standard_normal(shape).astype(dtype)
-    rand = np.round(rng.random(shape), 1)  # values equal to the ratio are dropped
-    _, mask = compare("dropout_forward", x, rand, 0.5)
-    assert mask.any() or mask.size < 10
-    compare("dropout_backward", rng.standard_normal(shape).astype(dtype), mask)
-
-
-def run_every_kernel_in_float32(rng):
+def run_every_kernel_in_float32():
     """One float32 call of every kernel in the modules under test (fills their signatures)."""
-    f32 = np.float32
-    x, W, b = (rng.standard_normal(s).astype(f32) for s in [(4, 6), (6, 3), (3,)])
-    out = FAST.affine_forward(x, W, b)
-    FAST.affine_backward(out, x, W)
-    _, mask = FAST.relu_forward(x)
-    FAST.relu_backward(x, mask)
-    FAST.sigmoid_backward(x, FAST.sigmoid_forward(x))
-    t = np.array([0, 2, 1, 5])
-    FAST.softmax(x)
-    _, y = FAST.softmax_cross_entropy_forward(x, t)
-    FAST.softmax_cross_entropy_backward(1.0, y, t)
-    gamma, beta, mean, var = (np.ones(6, f32) for _ in range(4))
-    _, cache = FAST.batchnorm_forward_train(x, gamma, beta, mean, var, 0.9, 1e-6)
-    FAST.batchnorm_backward(x, cache, gamma)
-    FAST.batchnorm_forward_infer(x, gamma, beta, mean, var, 1e-6)
-    _, mask = FAST.dropout_forward(x, rng.random(x.shape), 0.5)
-    FAST.dropout_backward(x, mask)
-    p, g, s1, s2 = (np.ones(8, f32) for _ in range(4))
-    FAST.sgd_update(p, g, 0.1)
-    FAST.momentum_update(p, g, s1, 0.1, 0.9)
-    FAST.nesterov_update(p, g, s1, 0.1, 0.9)
-    FAST.adagrad_update(p, g, s1, 0.1)
-    FAST.rmsprop_update(p, g, s1, 0.1, 0.99)
-    FAST.adam_update(p, g, s1, s2, 0.1, 0.9, 0.999)
+    for case in CASES.values():  # every shape: the convolutions' paths depend on it
+        for size in ("tiny", "book"):
+            for dims in case.shapes(size).values():
+                case.call(FAST, case.arguments(FAST, dims, np.float32))
 
 
 def native_bodies(llvm_ir):
@@ -266,7 +146,7 @@ def native_bodies(llvm_ir):
             yield chunk
 
 
-def test_float32_kernels_never_widen_to_float64(rng):
+def test_float32_kernels_never_widen_to_float64():
     """No ``fpext`` (float -> double) in any float32 kernel: literals and
     hyper-parameters are cast to the array dtype, so float32 math stays float32.
 
@@ -275,10 +155,11 @@ def test_float32_kernels_never_widen_to_float64(rng):
     Recompiling a driver gives the serial bodies it calls their signatures, so
     the loop runs until no new (kernel, signature) pair turns up.
     """
-    run_every_kernel_in_float32(rng)
+    run_every_kernel_in_float32()
     kernels = [
         (name, kernel)
-        for module in (activation, dense, dropout, loss, norm, optim)
+        for module in (activation, augment, conv, conv_vector, dense, dropout, loss, norm, optim,
+                       pool)
         for name, kernel in vars(module).items()
         if isinstance(kernel, Dispatcher) and kernel.py_func.__module__ == module.__name__
     ]
@@ -286,7 +167,7 @@ def test_float32_kernels_never_widen_to_float64(rng):
     while True:
         todo = [(name, kernel, sig) for name, kernel in kernels for sig in kernel.signatures
                 if (name, sig) not in checked
-                and any(getattr(a, "dtype", None) == numba.float32 for a in sig)]
+                and any(numba.float32 in (a, getattr(a, "dtype", None)) for a in sig)]
         if not todo:
             break
         for name, kernel, sig in todo:

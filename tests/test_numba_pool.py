@@ -5,20 +5,17 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import fastzero
+from fastzero.kernels.cases import POOL
 from fastzero.kernels.numba import pool as fast
 from fastzero.kernels.numpy import pool as ref
 
-# (N, C, H, W, pool_h, pool_w, stride, pad): square and non-square windows,
-# stride equal to, below (overlapping windows) and above the window, pads 0-2.
-SHAPES = [
-    (1, 1, 6, 6, 2, 2, 2, 0),
-    (3, 30, 24, 24, 2, 2, 2, 0),  # SimpleConvNet's pooling, few images
-    (5, 3, 9, 8, 3, 2, 1, 1),
-    (2, 16, 7, 9, 3, 3, 2, 1),
-    (3, 2, 11, 10, 2, 3, 3, 2),
-    (1, 3, 5, 5, 5, 5, 1, 2),
-    (4, 1, 13, 7, 1, 4, 2, 0),
-]
+#: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
+pytestmark = pytest.mark.boundscheck
+
+# The registry's tiny geometries (N, C, H, W, pool_h, pool_w, stride, pad): square
+# and non-square windows, stride equal to, below (overlapping windows) and above
+# the window, pads 0-2.
+SHAPES = list(POOL.tiny)
 IDS = ["N{}C{}H{}W{}-P{}x{}-s{}p{}".format(*s) for s in SHAPES]
 
 

@@ -37,6 +37,9 @@ from fastzero.layers import (
 from fastzero.nets import MultiLayerNetExtend, SimpleConvNet
 from layouts import ATOL, VALUE_LAYOUTS, as_layout, assert_close
 
+#: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
+pytestmark = pytest.mark.boundscheck
+
 #: cases tried per test, reported when the module finishes
 TRIED: Counter = Counter()
 

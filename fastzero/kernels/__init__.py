@@ -89,8 +89,8 @@ optim  (all update ``param`` and the state arrays IN PLACE, return None;
 """
 from __future__ import annotations
 
-#: Every kernel name, by module. Both backends export exactly these; the
-#: equivalence tests and the benchmarks iterate over this one registry.
+#: Every kernel name, by module. Both backends export exactly these, and
+#: :data:`fastzero.kernels.cases.CASES` has an example call of each.
 KERNELS: dict[str, tuple[str, ...]] = {
     "conv": ("im2col", "col2im", "conv_forward", "conv_backward"),
     "pool": ("maxpool_forward", "maxpool_backward"),

@@ -73,13 +73,14 @@ def separable_blur(field: np.ndarray, taps: np.ndarray) -> np.ndarray:
 def _sample_body(x, src_y, src_x, out):
     n, c, h, w = x.shape
     one = x.dtype.type(1)
+    low, height, width = x.dtype.type(-1), x.dtype.type(h), x.dtype.type(w)  # no widening
     for s in range(n):
         for i in range(out.shape[2]):
             for j in range(out.shape[3]):
                 for ch in range(c):
                     out[s, ch, i, j] = 0
                 fy, fx = np.floor(src_y[s, i, j]), np.floor(src_x[s, i, j])
-                if not (-1 <= fy < h and -1 <= fx < w):  # also False for NaN
+                if not (low <= fy < height and low <= fx < width):  # also False for NaN
                     continue
                 wy, wx = src_y[s, i, j] - fy, src_x[s, i, j] - fx
                 y0, x0 = int(fy), int(fx)

@@ -48,7 +48,7 @@ def _pool_plane(img, pool_h, pool_w, stride, pad, out, argmax):
         best_row, k_row = out[oy], argmax[oy]
         for ox in range(best_row.size):
             w0 = ox * stride - pad
-            best = -np.inf
+            best = img.dtype.type(-np.inf)  # of the image's dtype: float32 stays float32
             best_k = 0
             for i in range(max(0, -h0), min(pool_h, H - h0)):
                 src = img[h0 + i]
