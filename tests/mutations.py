@@ -105,6 +105,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_trainer.py::test_np_random_seed_alone_makes_a_run_reproducible",),
     ),
     Mutation(
+        "affine-row-computed-twice", "The numba backend computes what the NumPy reference computes",
+        "fastzero/kernels/numba/dense.py",  # a part's last, partial row of dx taken whole
+        "        a, b = min(lo, units) // d, min(hi, units) // d",
+        "        a, b = min(lo, units) // d, -(-min(hi, units) // d)",
+        ("tests/test_numba_kernels.py::test_affine_shares_every_row_out_once",),
+    ),
+    Mutation(
         "sigmoid-textbook", "Sigmoid never overflows",
         "fastzero/kernels/numba/activation.py",
         "            e = np.exp(x[i])\n            out[i] = e / (one + e)",

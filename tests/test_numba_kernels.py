@@ -42,12 +42,42 @@ def compare(name, *args):
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 5, 40])
 def test_affine_shares_every_row_out_once(rng, monkeypatch, threads):
-    """With any number of parts (2: dx | dW; 3 and 5: parts across both;
-    40: more parts than rows of dx) every row of dx and dW is computed once."""
+    """With any number of parts (2: dx | dW; 3 and 5: parts across both; 40: more
+    parts than rows of dx) every row of dx and dW is computed by exactly one
+    product: each ``np.dot(..., out=rows)`` the parts make is recorded by the rows
+    it writes, and every row must be written once (a row computed twice or lost
+    fails, whatever the values)."""
+    import threading
+
+    from fastzero.kernels.numba import dense
+
     monkeypatch.setattr(numba, "get_num_threads", lambda: threads)
-    x, W, dout = rng.standard_normal((7, 11)), rng.standard_normal((11, 3)), rng.standard_normal((7, 3))
-    compare("affine_forward", x, W, rng.standard_normal(3))
-    compare("affine_backward", dout, x, W)
+    written, lock = [], threading.Lock()
+
+    class RecordingNumpy:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def dot(self, a, b, out=None):
+            if out is not None:
+                with lock:
+                    written.append((out.__array_interface__["data"][0], out.shape[0], out.strides[0]))
+            return np.dot(a, b, out=out)
+
+    monkeypatch.setattr(dense, "np", RecordingNumpy())
+    x, W, dout = rng.standard_normal((70, 1100)), rng.standard_normal((1100, 30)), rng.standard_normal((70, 30))
+    assert 2 * dout.size * x.shape[1] >= dense.INLINE_OPS  # large enough to be shared out
+    dx, dW, _ = FAST.affine_backward(dout, x, W)
+    for result, expected in ((dx, dout @ W.T), (dW, x.T @ dout)):
+        np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
+    for array in (dx, dW):
+        start, row = array.__array_interface__["data"][0], array.strides[0]
+        counts = np.zeros(len(array), int)
+        for address, rows, _ in written:
+            first = (address - start) // row
+            if 0 <= first < len(array):
+                counts[first:first + rows] += 1
+        np.testing.assert_array_equal(counts, 1)
 
 
 #: Inputs where sigmoid is exactly 0 or 1 in each dtype, and inputs whose sigmoid is
