@@ -56,5 +56,13 @@ def sigint_at():
 
 
 @pytest.fixture
+def numba_backend():
+    """The numba backend active in the test, for comparisons with the NumPy
+    reference (their numpy-against-numpy half could never fail)."""
+    with fastzero.use_backend("numba"):
+        yield "numba"
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(12345)

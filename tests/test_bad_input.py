@@ -176,7 +176,7 @@ def test_mixed_float32_float64_follows_the_weights(backend, name):
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_nan_and_inf_propagate_as_in_the_reference(backend, name):
+def test_nan_and_inf_propagate_as_in_the_reference(numba_backend, name):
     x = sample(name)
     flat = x.reshape(-1)
     flat[[1, 7, 11]] = [np.nan, np.inf, -np.inf]
@@ -756,11 +756,11 @@ CONV_EDGES = [
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, pad", CONV_EDGES)
-def test_convolution_edge_geometry_matches_reference(backend, x_shape, w_shape, stride, pad):
+def test_convolution_edge_geometry_matches_reference(numba_backend, x_shape, w_shape, stride, pad):
     rng = np.random.default_rng(2)
     x, W, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     results = {}
-    for name in ("numpy", backend):
+    for name in ("numpy", numba_backend):
         with fastzero.use_backend(name):
             layer = Convolution(W, b, stride, pad)
             out = layer.forward(x)
@@ -769,7 +769,7 @@ def test_convolution_edge_geometry_matches_reference(backend, x_shape, w_shape, 
             col = util.im2col(x, w_shape[2], w_shape[3], stride, pad)
             back = util.col2im(col, x_shape, w_shape[2], w_shape[3], stride, pad)
             results[name] = [out, dx, layer.dW, layer.db, col, back, dout]
-    for got, want in zip(results[backend], results["numpy"], strict=True):
+    for got, want in zip(results[numba_backend], results["numpy"], strict=True):
         assert_close(got, want, F64, f"conv {x_shape} {w_shape} s{stride} p{pad}")
 
 
@@ -789,19 +789,19 @@ POOL_EDGES = [
 
 
 @pytest.mark.parametrize("x_shape, ph, pw, stride, pad", POOL_EDGES)
-def test_pooling_edge_geometry_matches_reference(backend, x_shape, ph, pw, stride, pad):
+def test_pooling_edge_geometry_matches_reference(numba_backend, x_shape, ph, pw, stride, pad):
     rng = np.random.default_rng(3)
     x = rng.standard_normal(x_shape)
     x[..., -1, -1] = 10.0  # the maximum in the last cell of the window: the largest argmax
     dout = None
     results = {}
-    for name in ("numpy", backend):
+    for name in ("numpy", numba_backend):
         with fastzero.use_backend(name):
             layer = Pooling(ph, pw, stride, pad)
             out = layer.forward(x)
             dout = rng.standard_normal(out.shape) if dout is None else dout
             results[name] = [out, layer.backward(dout)]
-    for got, want in zip(results[backend], results["numpy"], strict=True):
+    for got, want in zip(results[numba_backend], results["numpy"], strict=True):
         assert_close(got, want, F64, f"pool {x_shape} {ph}x{pw} s{stride} p{pad}")
 
 
@@ -809,11 +809,11 @@ def test_pooling_edge_geometry_matches_reference(backend, x_shape, ph, pw, strid
     ("Affine", (1, 1)), ("BatchNormalization", (1, 3)), ("BatchNormalization", (2, 1)),
     ("SoftmaxWithLoss", (2, 1)), ("Relu", (1,)), ("Sigmoid", (1,)), ("Dropout", (1,)),
 ])
-def test_smallest_shapes_match_reference(backend, name, shape):
+def test_smallest_shapes_match_reference(numba_backend, name, shape):
     rng = np.random.default_rng(4)
     x = rng.standard_normal(shape)
     results = {}
-    for b in ("numpy", backend):
+    for b in ("numpy", numba_backend):
         with fastzero.use_backend(b):
             if name == "Affine":
                 layer = Affine(np.full((1, 1), 2.0), np.ones(1))
@@ -827,7 +827,7 @@ def test_smallest_shapes_match_reference(backend, name, shape):
             np.random.seed(0)
             out = layer.forward(x)
             results[b] = [out, layer.backward(np.ones_like(out))]
-    for got, want in zip(results[backend], results["numpy"], strict=True):
+    for got, want in zip(results[numba_backend], results["numpy"], strict=True):
         assert_close(got, want, F64, f"{name} {shape}")
 
 
