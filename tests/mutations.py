@@ -171,6 +171,36 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_backend.py::test_use_backend_blocks_of_two_threads_overlapping_do_not_leak",),
     ),
     Mutation(
+        "window-larger-than-input", "No numba kernel is reachable out of bounds from the public API",
+        "fastzero/_validate.py",
+        "    if filter_h > h or filter_w > w:", "    if False:",
+        ("tests/test_bad_input.py::test_window_larger_than_padded_input",
+         "tests/test_boundscheck.py::test_the_public_layer_refuses_the_bad_input_before_any_kernel"),
+    ),
+    Mutation(
+        "cli-takes-negative-sizes", "Bad options are refused up front",
+        "fastzero/cli.py",
+        '_positive_int = _arg_type(int, lambda v: v >= 1, "a positive integer")',
+        '_positive_int = _arg_type(int, lambda v: True, "a positive integer")',
+        ("tests/test_cli.py::test_bad_numbers_are_refused_up_front",),
+    ),
+    Mutation(
+        "trainer-seed-skips-np-random", "Same seed, same thread count: the same numbers",
+        "fastzero/trainer.py",  # dropout draws from np.random, no longer seeded
+        "            self.rng = np.random.default_rng(seed)\n            np.random.seed(seed)",
+        "            self.rng = np.random.default_rng(seed)",
+        ("tests/test_trainer.py::test_same_seed_same_run_different_seed_different_run",),
+    ),
+    Mutation(
+        "disable-jit-guards-plain-functions", "NUMBA_DISABLE_JIT=1 runs every kernel as Python",
+        "fastzero/kernels/numba/_jit.py",
+        '    # without a cache directory the dispatcher has a NullCache: nothing to guard.\n'
+        '    cache = getattr(dispatcher, "_cache", None)',
+        '    # without a cache directory the dispatcher has a NullCache: nothing to guard.\n'
+        "    cache = dispatcher._cache",
+        ("tests/test_runtime_modes.py::test_disable_jit_runs_every_kernel_family_with_the_compiled_results",),
+    ),
+    Mutation(
         "sigmoid-textbook", "Sigmoid never overflows",
         "fastzero/kernels/numba/activation.py",
         "            e = np.exp(x[i])\n            out[i] = e / (one + e)",
