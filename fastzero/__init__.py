@@ -12,15 +12,9 @@ package is installed (thread-safe and fork-safe, see
 ``NUMBA_THREADING_LAYER=omp``) it sets ``OMP_WAIT_POLICY=PASSIVE`` unless it
 is already set: numba's OpenMP workers otherwise spin after every parallel
 region (pooling, activations, optimizers) and take the cores from the matrix
-products that follow. Measured on 2 cores, float64, batch 100, at commit 6a8f9b2, when a
-convolution still alternated parallel regions and BLAS calls hundreds of
-times per step: numba / NumPy reference speed-up with and without,
-SimpleConvNet training step 4.15x vs 0.21x, conv1 2.35x vs 0.09x. The
-convolutions now run on fastzero's own threads
-(:mod:`fastzero.kernels.numba._slices`), but the other kernels are still
-parallel regions between products. The setting is read when
-numba's OpenMP layer first loads, so it has no effect if numba ran a parallel
-kernel before fastzero was imported.
+products that follow (`docs/speed.md` says how much). The setting is read
+when numba's OpenMP layer first loads, so it has no effect if numba ran a
+parallel kernel before fastzero was imported.
 """
 import os
 

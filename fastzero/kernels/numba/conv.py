@@ -30,47 +30,31 @@ The batch is processed in blocks of ``B`` samples whose patch matrix fits in
 :data:`BLOCK_BYTES` (about one core's L2 cache): im2col, the three products
 and col2im of a block run while its patches are in cache, instead of
 streaming a patch matrix ``FH*FW`` times the size of the images through
-memory. Forward plus backward, batch 100, float64, one thread, best of 15
-interleaved runs on a loaded machine (ms; measured before the work was
-split among threads):
-
-======================================  =========  ====  ====  ====  =====
-block budget                            reference  256K  512K  2M    batch
-======================================  =========  ====  ====  ====  =====
-SimpleConvNet conv1 (1->30, 5x5, 28x28)      45.7  15.1  15.2  20.4   37.4
-DeepConvNet conv2 (16->16, 3x3, 28x28)        285  56.6  50.5  66.3    150
-DeepConvNet conv6 (64->64, 3x3, 8x8)          122  56.3  53.1  56.0   65.2
-======================================  =========  ====  ====  ====  =====
-
-The products then run at about the BLAS rate of a large square product
-(conv6 is at that floor; the reference spends the same time in them).
+memory; a block budget of 512 KiB was the best or tied on the book's layer
+shapes, and the products then run at about the BLAS rate of a large square
+product.
 
 The backward recomputes a block's patches from ``x`` rather than keeping
-them (keeping them measured slower, 65 vs 56 ms for conv2), so the forward's
+them (keeping them is slower: the patches no longer fit in cache), so the forward's
 cache is ``x`` itself: it must not be modified before the backward (the
 layer keeps it as ``Convolution.x`` anyway). Buffers are allocated once per
 call and the products write into them (``np.dot(..., out=...)``).
 
-With few taps BLAS runs far from its peak: SimpleConvNet's conv1 products
-(K = 25) ran at 8-10 GMAC/s on one core, and the gather, bias and transpose
-passes around them cost another 15 %. :func:`_forward_direct` and
+With few taps BLAS runs far from its peak (SimpleConvNet's conv1 products
+have K = 25), and the gather, bias and transpose passes around them add to
+it. :func:`_forward_direct` and
 :func:`_backward_direct` take one sample at a time instead: its patches
 (``colT`` of one sample), then loops that write ``out`` and read ``dout`` in
 place (:func:`_rows_times`, two output rows per sweep and five terms per
-load; :func:`_add_row_products`, ten dot products per sweep). Forward plus
-backward, batch 100, 2 threads, median of 15 (ms, float64 / float32),
-BLAS -> loops: conv1 (1->30 5x5, K=25) 11.0 -> 8.8 / 6.2 -> 5.4; DeepConvNet
-conv1 (K=9) 5.0 -> 4.0 / 3.3 -> 2.6; 3->16 5x5 (K=75) 20.0 -> 15.0 / 10.7 ->
-9.6; DeepConvNet 16->16 3x3 (K=144) 36.8 -> 35.8 / 24.8 -> 23.6 and
-16->32 (K=144) 17.9 -> 19.6 / 11.6 -> 13.6. Hence the loops up to 75 taps.
+load; :func:`_add_row_products`, ten dot products per sweep). Measured
+against BLAS on the book's shapes, the loops win up to 75 taps and tie or
+lose at 144, hence :data:`DIRECT_MAX_TAPS`.
 
 The threads split the batch (:func:`~fastzero.kernels.numba._slices.map_slices`):
 each takes a contiguous slice of samples and runs its blocks from start to
 end, kernels and single-threaded products, so the cores never pass between
-numba's and OpenBLAS's thread pools. 2 threads, float64, forward plus
-backward, ``fastzero bench`` medians on an idle machine, ``prange`` kernels
-between 2-thread products -> this: conv1 20.0 -> 11.4 ms, conv2 66.9 ->
-33.2 ms. Every slice writes its own samples of ``out`` and ``dx``; the
+numba's and OpenBLAS's thread pools (alternating ``prange`` kernels and
+2-thread products took about twice as long). Every slice writes its own samples of ``out`` and ``dx``; the
 gradients of ``W`` and ``b`` are summed block by block in sample order
 within a slice, then slice by slice, and the block size depends only on the
 shapes. Results are therefore bitwise reproducible for a fixed thread count.
