@@ -4,14 +4,14 @@ must then fail. A guarantee whose tests still pass against its mutant rests on
 a test that cannot fail.
 
     python tests/mutations.py --list          # the mutations, one a line
-    python tests/mutations.py                 # run them all (about 20 minutes on 2 cores)
+    python tests/mutations.py                 # run them all (a few minutes on 2 cores)
     python tests/mutations.py sigmoid-textbook atomic-write-deletes-first
 
 Each mutation replaces one exact snippet of one file; a snippet that is no
 longer found (the code moved on) is reported as STALE, and the run fails, so
 the list is kept in step with the code. The copy lives in a fixed directory
 with its own numba cache, and unchanged files keep their times, so only the
-mutated module recompiles.
+mutated module recompiles; two runs at once need different ``--work`` folders.
 """
 from __future__ import annotations
 
