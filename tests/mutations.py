@@ -201,6 +201,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_runtime_modes.py::test_disable_jit_runs_every_kernel_family_with_the_compiled_results",),
     ),
     Mutation(
+        "no-cache-is-an-error", "No writable cache is not an error",
+        "fastzero/kernels/numba/_jit.py",
+        '        if "no locator available" not in str(exc):', "        if True:",
+        ("tests/test_install_readonly.py::test_no_writable_cache_anywhere_compiles_without_a_cache_after_one_warning",),
+    ),
+    Mutation(
         "sigmoid-textbook", "Sigmoid never overflows",
         "fastzero/kernels/numba/activation.py",
         "            e = np.exp(x[i])\n            out[i] = e / (one + e)",
