@@ -207,6 +207,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_install_readonly.py::test_no_writable_cache_anywhere_compiles_without_a_cache_after_one_warning",),
     ),
     Mutation(
+        "search-draws-from-the-clock", "A trial's numbers depend only on (seed, trial index)",
+        "fastzero/search/space.py",
+        "    rng = np.random.default_rng(np.random.SeedSequence([seed, trial, 0]))",
+        "    rng = np.random.default_rng()",
+        ("tests/test_search.py::test_trial_values_follow_from_seed_and_index_only",),
+    ),
+    Mutation(
         "sigmoid-textbook", "Sigmoid never overflows",
         "fastzero/kernels/numba/activation.py",
         "            e = np.exp(x[i])\n            out[i] = e / (one + e)",
