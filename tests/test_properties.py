@@ -20,7 +20,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import fastzero
@@ -217,7 +217,21 @@ def test_simple_convnet(case, n, dtype, layout, seed):
     x = normal(seed, (n, *case["input_dim"]), dtype)
     t = np.random.default_rng(seed).integers(0, case["output_size"], n)
     make = lambda: SimpleConvNet(**case, dtype=dtype, seed=seed)  # noqa: E731
+    assume(not _near_tie_in_a_pool_window(make(), x))
     check("SimpleConvNet", net_pass(make, x, t), layout, dtype)
+
+
+def _near_tie_in_a_pool_window(net, x) -> bool:
+    """Whether two of a 2x2 pool window's ReLU outputs are within rounding of each
+    other: a one-ulp difference between the backends' convolutions then moves the
+    argmax, and with it the gradient, to another cell (both right within rounding)."""
+    with fastzero.use_backend("numpy"):
+        a = net.layers["Relu1"].forward(net.layers["Conv1"].forward(x))
+    n, c, h, w = a.shape
+    windows = a[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
+    windows = np.sort(windows.transpose(0, 1, 2, 4, 3, 5).reshape(-1, 4), axis=1)
+    top, second = windows[:, -1], windows[:, -2]
+    return bool(np.any((top > 0) & (top - second <= 1e-9 * top)))
 
 
 @given(n=st.integers(2, 6), d=st.integers(1, 8), hidden=st.lists(st.integers(1, 6), min_size=1, max_size=3),
