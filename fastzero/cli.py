@@ -501,8 +501,9 @@ def make_parser() -> argparse.ArgumentParser:
     _add_compute_options(show)
     show.add_argument("--count", type=_positive_int, default=20,
                       help="images to draw (misclassified, gradcam; default: 20)")
-    show.add_argument("--layer", help="gradcam: the layer to look at, by name or index "
-                                      "(default: the last convolution)")
+    show.add_argument("--layer", help="gradcam: the layer to look at, by name or index; "
+                                      "inside a residual block as BLOCK.LAYER, e.g. "
+                                      "block2_1.conv2 (default: the last convolution or block)")
     show.add_argument("--out", help="PNG to write (default: WHAT.png)")
     show.set_defaults(func=cmd_show)
 
