@@ -83,21 +83,22 @@ class Augment:
         zoom = draw(1 - self.scale, 1 + self.scale, n)
         shift = draw(-self.shift, self.shift, (2, n))
         cy, cx = (h - 1) / 2, (w - 1) / 2
-        py = (np.arange(h) - cy)[None, :, None] - shift[0][:, None, None]
-        px = (np.arange(w) - cx)[None, None, :] - shift[1][:, None, None]
+        py = (np.arange(h) - cy)[None, :, None] - shift[0][:, None, None]  # (N, H, 1)
+        px = (np.arange(w) - cx)[None, None, :] - shift[1][:, None, None]  # (N, 1, W)
         cos = (np.cos(angle) / zoom)[:, None, None]
         sin = (np.sin(angle) / zoom)[:, None, None]
-        src_y = (cos * py - sin * px + cy).astype(dtype)
-        src_x = (sin * py + cos * px + cx).astype(dtype)
+        # each coordinate is a sum of a term along H and one along W: one (N, H, W) operation
+        src_y = np.subtract((cos * py + cy).astype(dtype), (sin * px).astype(dtype))
+        src_x = np.add((sin * py).astype(dtype), (cos * px + cx).astype(dtype))
         if self.elastic_alpha:
-            k = _backend.kernels()
             taps = gaussian_taps(self.elastic_sigma, dtype)
-            noise = rng.random((2, n, h, w), dtype=dtype)  # uniform in [-1, 1) below
-            noise *= 2
-            noise -= 1
+            noise = rng.random((2 * n, h, w), dtype=dtype)  # uniform in [-alpha, alpha) below
             alpha = np.dtype(dtype).type(self.elastic_alpha)
-            src_y += alpha * k.separable_blur(noise[0], taps)
-            src_x += alpha * k.separable_blur(noise[1], taps)
+            noise *= 2 * alpha
+            noise -= alpha
+            field = _backend.kernels().separable_blur(noise, taps)
+            src_y += field[:n]
+            src_x += field[n:]
         return src_y, src_x
 
 
