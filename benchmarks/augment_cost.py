@@ -19,14 +19,10 @@ import numpy as np
 BATCH = 100
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=41)
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--parts", action="store_true")
-    args = p.parse_args()
-
+def measure(rounds: int = 41, threads: int = 1, dtype: str = "float32",
+            parts: bool = False) -> dict[str, float]:
+    """Median seconds of each step and augmentation (and the elastic pieces with
+    ``parts``), interleaved over ``rounds`` rounds."""
     import fastzero
     from fastzero import _backend
     from fastzero.augment import PRESETS, gaussian_taps
@@ -34,9 +30,9 @@ def main() -> None:
     from fastzero.optimizer import Adam
 
     fastzero.set_backend("numba")
-    fastzero.set_num_threads(args.threads)
-    clock = time.thread_time if args.threads == 1 else time.perf_counter
-    dt = np.dtype(args.dtype)
+    fastzero.set_num_threads(threads)
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    dt = np.dtype(dtype)
     data = np.random.default_rng(0)
     x = data.random((BATCH, 1, 28, 28), dtype=dt)
     t = data.integers(0, 10, BATCH)
@@ -49,7 +45,7 @@ def main() -> None:
                       optimizer.update(net.params, net.gradient(x, t)))
     for name, augment in PRESETS.items():
         jobs[f"augment {name}"] = lambda augment=augment: augment(x, rng)
-    if args.parts:
+    if parts:
         k = _backend.kernels()
         elastic = PRESETS["elastic"]
         taps = gaussian_taps(elastic.elastic_sigma, dt)
@@ -62,22 +58,32 @@ def main() -> None:
     for job in jobs.values():  # compile, warm caches
         job()
     times = {name: [] for name in jobs}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for name, job in jobs.items():
             start = clock()
             job()
             times[name].append(clock() - start)
-    median = {name: statistics.median(v) for name, v in times.items()}
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=41)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--parts", action="store_true")
+    args = p.parse_args()
+    median = measure(args.rounds, args.threads, args.dtype, args.parts)
     kind = "calling-thread CPU" if args.threads == 1 else "wall"
     print(f"{args.dtype}, batch {BATCH}, {args.threads} thread(s), {kind} ms, median of "
           f"{args.rounds} interleaved rounds:")
-    steps = [name for name in jobs if name.endswith("step")]
-    for name in jobs:
+    steps = [name for name in median if name.endswith("step")]
+    for name, seconds in median.items():
         share = ""
         if name.startswith("augment"):
-            share = "  " + ", ".join(f"{100 * median[name] / median[s]:.1f} % of {s.split()[0]}"
+            share = "  " + ", ".join(f"{100 * seconds / median[s]:.1f} % of {s.split()[0]}"
                                      for s in steps)
-        print(f"  {name:32s} {1e3 * median[name]:8.3f}{share}")
+        print(f"  {name:32s} {1e3 * seconds:8.3f}{share}")
 
 
 if __name__ == "__main__":
