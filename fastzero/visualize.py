@@ -275,21 +275,31 @@ def misclassified_figure(network: Any, x: np.ndarray, t: np.ndarray, max_images:
     return fig
 
 
-def grad_cam_figure(network: Any, x: np.ndarray, target: Any = None, layer: int | str | None = None):
-    """Each image of ``x`` beside its Grad-CAM map laid over it."""
+def grad_cam_figure(network: Any, x: np.ndarray, target: Any = None,
+                    layer: int | str | Sequence[int | str] | None = None):
+    """Each image of ``x`` above its Grad-CAM map laid over it: one row of maps per
+    layer when ``layer`` is a list (e.g. ``["block1_1", "block2_1.conv2"]``)."""
     plt = _pyplot()
-    maps = grad_cam(network, x, target, layer)
+    chosen = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    layers = _layers(network)
+    names = [_label(layers, *_locate(layers, one)) for one in chosen]
     predicted = np.argmax(network.predict(x), axis=1)
-    fig, axes = plt.subplots(2, len(x), figsize=(len(x) * 1.1, 2.6), squeeze=False)
+    rows = 1 + len(chosen)
+    fig, axes = plt.subplots(rows, len(x), figsize=(len(x) * 1.1 + 0.9, rows * 1.2 + 0.4),
+                             squeeze=False)
     for j in range(len(x)):
         axes[0, j].imshow(x[j, 0], cmap="gray_r", interpolation="nearest")
         axes[0, j].set_title(f"pred {predicted[j]}", fontsize=8)
-        axes[1, j].imshow(x[j, 0], cmap="gray", interpolation="nearest")
-        axes[1, j].imshow(maps[j], cmap="jet", alpha=0.5, interpolation="bilinear")
-        for ax in axes[:, j]:
-            ax.set_axis_off()
-    layers = _layers(network)
-    name = _label(layers, *_locate(layers, layer))
-    fig.suptitle(f"Grad-CAM over {name}", fontsize=10)
+    for row, (one, name) in enumerate(zip(chosen, names, strict=True), start=1):
+        maps = grad_cam(network, x, target, one)
+        for j in range(len(x)):
+            axes[row, j].imshow(x[j, 0], cmap="gray", interpolation="nearest")
+            axes[row, j].imshow(maps[j], cmap="jet", alpha=0.5, interpolation="bilinear")
+        if len(chosen) > 1:
+            axes[row, 0].text(-0.15, 0.5, name, transform=axes[row, 0].transAxes, fontsize=7,
+                              rotation=90, ha="right", va="center")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.suptitle(f"Grad-CAM over {names[0]}" if len(names) == 1 else "Grad-CAM", fontsize=10)
     fig.tight_layout()
     return fig

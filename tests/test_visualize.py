@@ -139,7 +139,9 @@ def test_figures_draw(tmp_path):
     for name, fig in [("filters", filters_figure(network.params["W1"], _simple(1).params["W1"],
                                                  titles=["trained", "initial"])),
                       ("misclassified", misclassified_figure(network, x, t)),
-                      ("gradcam", grad_cam_figure(network, x[:4]))]:
+                      ("gradcam", grad_cam_figure(network, x[:4])),
+                      ("gradcam_rows", grad_cam_figure(_resnet(), _images(3, size=8),
+                                                       layer=["Conv1", "block2_1.conv1"]))]:
         path = tmp_path / f"{name}.png"
         fig.savefig(path)
         assert path.stat().st_size > 1000
