@@ -25,7 +25,7 @@ def measure(rounds: int = 41, threads: int = 1, dtype: str = "float32",
     ``parts``), interleaved over ``rounds`` rounds."""
     import fastzero
     from fastzero import _backend
-    from fastzero.augment import PRESETS, gaussian_taps
+    from fastzero.augment import PRESETS, _uniform_noise, gaussian_taps
     from fastzero.nets import DeepConvNet, SimpleConvNet
     from fastzero.optimizer import Adam
 
@@ -52,7 +52,8 @@ def measure(rounds: int = 41, threads: int = 1, dtype: str = "float32",
         noise = rng.random((2 * BATCH, 28, 28), dtype=dt)
         src_y, src_x = elastic.source_points(x.shape, dt, rng)
         jobs["  elastic: source points"] = lambda: elastic.source_points(x.shape, dt, rng)
-        jobs["  elastic: noise draw"] = lambda: rng.random((2, BATCH, 28, 28), dtype=dt)
+        jobs["  elastic: noise draw"] = lambda: _uniform_noise(rng, noise.shape, dt,
+                                                               elastic.elastic_alpha)
         jobs["  elastic: blur of both fields"] = lambda: k.separable_blur(noise, taps)
         jobs["  elastic: bilinear sample"] = lambda: k.bilinear_sample(x, src_y, src_x)
     for job in jobs.values():  # compile, warm caches

@@ -8,7 +8,7 @@ Every image of a batch gets its own random transform. For an output pixel
 
 read by bilinear interpolation, zero outside the image. ``smooth(noise)`` is
 the elastic distortion of Simard, Steinkraus and Platt (2003): a displacement
-field of uniform noise in [-1, 1) per pixel and axis, smoothed by a Gaussian
+field of uniform noise in (-1, 1) per pixel and axis, smoothed by a Gaussian
 of standard deviation ``sigma`` (cut at two ``sigma``, :func:`gaussian_taps`)
 and scaled by ``alpha`` pixels.
 
@@ -93,14 +93,26 @@ class Augment:
         src_x = np.add((sin * py).astype(dtype), (cos * px + cx).astype(dtype))
         if self.elastic_alpha:
             taps = gaussian_taps(self.elastic_sigma, dtype)
-            noise = rng.random((2 * n, h, w), dtype=dtype)  # uniform in [-alpha, alpha) below
-            alpha = np.dtype(dtype).type(self.elastic_alpha)
-            noise *= 2 * alpha
-            noise -= alpha
-            field = _backend.kernels().separable_blur(noise, taps)
+            field = _backend.kernels().separable_blur(_uniform_noise(rng, (2 * n, h, w), dtype,
+                                                                     self.elastic_alpha), taps)
             src_y += field[:n]
             src_x += field[n:]
         return src_y, src_x
+
+
+def _uniform_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype,
+                   alpha: float) -> np.ndarray:
+    """Noise uniform on 65536 levels spread evenly over (-alpha, alpha), mean 0.
+
+    Four levels per raw 64-bit draw of ``rng``'s bit generator: a third of the
+    time of ``rng.random``, and finer than anything the blur can show.
+    """
+    size = math.prod(shape)
+    levels = rng.bit_generator.random_raw(-(-size // 4)).view(np.uint16)[:size]
+    noise = levels.astype(dtype).reshape(shape)
+    noise *= np.dtype(dtype).type(2 * alpha / 65536)
+    noise -= np.dtype(dtype).type(alpha * 65535 / 65536)
+    return noise
 
 
 def gaussian_taps(sigma: float, dtype: np.dtype = np.float64) -> np.ndarray:

@@ -101,33 +101,32 @@ def separable_blur(field: np.ndarray, taps: np.ndarray) -> np.ndarray:
 def _sample_body(x, src_y, src_x, padded, out):
     """Each sample copied into ``padded`` (C planes of (H + 2) x (W + 2), flat, zero
     border of one pixel): every point with a corner in the image reads its four
-    corners there without tests."""
+    corners there, the others read the border and are zeroed by a select, so the
+    loop over a row has no branch."""
     n, c, h, w = x.shape
     wide = w + 2
     plane = (h + 2) * wide
-    one = x.dtype.type(1)
+    zero, one = x.dtype.type(0), x.dtype.type(1)
     low, height, width = x.dtype.type(-1), x.dtype.type(h), x.dtype.type(w)  # no widening
     for s in range(n):
         for ch in range(c):
             for i in range(h):
                 for j in range(w):
                     padded[ch * plane + (i + 1) * wide + j + 1] = x[s, ch, i, j]
-        for i in range(out.shape[2]):
-            for j in range(out.shape[3]):
-                sy, sx = src_y[s, i, j], src_x[s, i, j]
-                fy, fx = np.floor(sy), np.floor(sx)
-                if not (low <= fy < height and low <= fx < width):  # also False for NaN
-                    for ch in range(c):
-                        out[s, ch, i, j] = 0
-                    continue
-                wy, wx = sy - fy, sx - fx
-                corner = np.uint64((int(fy) + 1) * wide + int(fx) + 1)  # >= 0: no wraparound
-                for ch in range(c):
-                    at = corner + np.uint64(ch * plane)
-                    top = (one - wx) * padded[at] + wx * padded[at + np.uint64(1)]
-                    below = at + np.uint64(wide)
-                    bottom = (one - wx) * padded[below] + wx * padded[below + np.uint64(1)]
-                    out[s, ch, i, j] = (one - wy) * top + wy * bottom
+        for ch in range(c):
+            image = padded[ch * plane:(ch + 1) * plane]
+            for i in range(out.shape[2]):
+                row_y, row_x, dst = src_y[s, i], src_x[s, i], out[s, ch, i]
+                for j in range(out.shape[3]):
+                    sy, sx = row_y[j], row_x[j]
+                    fy, fx = np.floor(sy), np.floor(sx)
+                    inside = (fy >= low) & (fy < height) & (fx >= low) & (fx < width)  # NaN: no
+                    wy, wx = sy - fy, sx - fx
+                    at = (int(fy) + 1) * wide + int(fx) + 1 if inside else 0
+                    top = (one - wx) * image[at] + wx * image[at + 1]
+                    bottom = (one - wx) * image[at + wide] + wx * image[at + wide + 1]
+                    value = (one - wy) * top + wy * bottom
+                    dst[j] = value if inside else zero
 
 
 @jit
