@@ -20,9 +20,9 @@ BATCH = 100
 
 
 def measure(rounds: int = 41, threads: int = 1, dtype: str = "float32",
-            parts: bool = False) -> dict[str, float]:
+            parts: bool = False, deep: bool = True) -> dict[str, float]:
     """Median seconds of each step and augmentation (and the elastic pieces with
-    ``parts``), interleaved over ``rounds`` rounds."""
+    ``parts``; without DeepConvNet unless ``deep``), interleaved over ``rounds`` rounds."""
     import fastzero
     from fastzero import _backend
     from fastzero.augment import PRESETS, _uniform_noise, gaussian_taps
@@ -38,8 +38,10 @@ def measure(rounds: int = 41, threads: int = 1, dtype: str = "float32",
     t = data.integers(0, 10, BATCH)
     rng = np.random.default_rng(1)
     jobs = {}
-    for name, net in (("SimpleConvNet step", SimpleConvNet(dtype=dt, seed=0)),
-                      ("DeepConvNet step", DeepConvNet(dtype=dt, seed=0))):
+    nets = [("SimpleConvNet step", SimpleConvNet(dtype=dt, seed=0))]
+    if deep:
+        nets.append(("DeepConvNet step", DeepConvNet(dtype=dt, seed=0)))
+    for name, net in nets:
         optimizer = Adam()
         jobs[name] = (lambda net=net, optimizer=optimizer:
                       optimizer.update(net.params, net.gradient(x, t)))
