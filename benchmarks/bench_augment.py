@@ -28,7 +28,9 @@ class AugmentShareOfStep:
 
         return measure(rounds=15, deep=os.environ.get("FASTZERO_BENCH_FAST") != "1")
 
-    def track_share(self, median, preset, net):
-        if f"{net} step" not in median:
+    def setup(self, median, preset, net):
+        if f"{net} step" not in median:  # asv: skipped
             raise NotImplementedError("DeepConvNet steps are skipped with FASTZERO_BENCH_FAST=1")
+
+    def track_share(self, median, preset, net):
         return 100 * median[f"augment {preset}"] / median[f"{net} step"]
