@@ -47,8 +47,8 @@ def _seconds_per_call(work: Callable[[], Any], number: int, clock: Clock = WALL)
 #: Seconds of untimed calls before each sample. A training run uses one
 #: backend; here the two alternate, and the reference's multi-threaded BLAS
 #: products leave OpenBLAS's workers spinning for about 0.1 s afterwards
-#: (:mod:`fastzero.kernels.numba._slices`), which took a core from the next
-#: numba sample (SimpleConvNet conv1: 22 ms instead of 11).
+#: (:mod:`fastzero.kernels.numba._slices`), which would take a core from the
+#: next numba sample.
 SETTLE = 0.15
 
 

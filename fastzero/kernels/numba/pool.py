@@ -10,7 +10,7 @@ whole ``(n, c)`` plane of ``dx``, so no two threads add into one element.
 
 The book's pooling (2x2 windows, stride 2, no padding) has its own plane
 kernels, with the window unrolled: the generic loops over a window's taps
-cost about eight times as much for a four-element window.
+cost several times as much for a four-element window.
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def _pool_plane_2x2(img, out, argmax):
     """:func:`_pool_plane` for 2x2 windows, stride 2, no padding (the book's pooling).
 
     Plain ``>`` comparisons compile to branch-free selects; the NaN-aware
-    rule, whose branches cost 6x on random data, runs only for a window
+    rule, whose branches are costly on random data, runs only for a window
     whose sum is NaN (it holds a NaN, or both infinities).
     """
     for oy in range(out.shape[0]):
