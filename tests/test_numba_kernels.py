@@ -235,3 +235,5 @@ def test_a_span_body_takes_lo_and_hi_first():
 
     with pytest.raises(TypeError, match=r"takes \(lo, hi, \*args\)"):
         spans(body, "x.size")
+    with pytest.raises(TypeError, match="leading underscore"):
+        spans(lambda lo, hi, _n: None, "_n.size")

@@ -64,16 +64,17 @@ def span(s, k, n):
     return s * n // k, (s + 1) * n // k
 
 
+#: The driver's source; its own names start with ``_`` so as not to meet the body's.
 _DRIVER = """
 def {name}({params}):
-    n = {n}
-    k = n_spans(n, {cost})
-    if k == 1:
-        _body(0, n, {params})
+    _n = {n}
+    _k = n_spans(_n, {cost})
+    if _k == 1:
+        _body(0, _n, {params})
     else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _body(lo, hi, {params})
+        for _s in prange(_k):
+            _lo, _hi = span(_s, _k, _n)
+            _body(_lo, _hi, {params})
 """
 
 
@@ -92,14 +93,15 @@ def spans(body, n: str, cost: str = "1"):
     add two arguments and a star-argument tuple to every call, which shows
     on the small calls of a book-size network. Its code is attributed to
     ``body``'s source file, at ``body``'s line, so that numba caches it beside
-    the body and the entry goes stale when that file changes. A closure over ``body`` would not
-    do: numba's cache key hashes a closure's cells, and a dispatcher hashes
-    differently in every process.
+    the body and the entry goes stale when that file changes. A closure over
+    ``body`` would not do: numba's cache key hashes a closure's cells, and a
+    dispatcher hashes differently in every process.
     """
     func = getattr(body, "py_func", body)  # a plain function under NUMBA_DISABLE_JIT
     params = list(inspect.signature(func).parameters)
-    if params[:2] != ["lo", "hi"]:
-        raise TypeError(f"{func.__name__}: a span body takes (lo, hi, *args)")
+    if params[:2] != ["lo", "hi"] or any(p.startswith("_") for p in params):
+        raise TypeError(f"{func.__name__}: a span body takes (lo, hi, *args), "
+                        "none of them named with a leading underscore")
     name = f"{func.__name__}_spans"
     source = _DRIVER.format(name=name, params=", ".join(params[2:]), n=n, cost=cost)
     line = func.__code__.co_firstlineno
