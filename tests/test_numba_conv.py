@@ -191,6 +191,38 @@ def test_vector_tiles_in_blocks_of_samples_match_reference(rng, monkeypatch, sam
     check_conv(x, Wt, b, dout, stride, pad)
 
 
+#: Geometries (N, C, H, W, FN, FH, FW, stride, pad) with 64 input and/or output
+#: channels (whole channel tiles in float32 and float64), outputs per sample
+#: not a multiple of the tile's 6 pixels, and which products take the channel
+#: tiles: (forward and weight gradient, dx).
+CHANNEL_SHAPES = {
+    "both": ((7, 64, 5, 5, 64, 3, 3, 1, 1), (True, True)),
+    "dW-only": ((7, 24, 5, 5, 64, 3, 3, 1, 0), (True, False)),
+    "dx-only": ((7, 64, 5, 5, 24, 3, 3, 1, 1), (False, True)),
+    "pad2-dx": ((7, 64, 4, 5, 64, 3, 3, 1, 2), (False, True)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("samples_per_block", [1, 2, 3, 7])
+@pytest.mark.parametrize("case", list(CHANNEL_SHAPES))
+def test_channel_tiles_in_blocks_of_samples_match_reference(rng, monkeypatch, samples_per_block, case, dtype):
+    """The channel tiles (small maps, whole groups of output channels) in blocks of 1, 2, 3 (remainder 1)
+    and all 7 samples, alone or beside the pixel tiles in one backward pass."""
+    shape, (channel_out, channel_dx) = CHANNEL_SHAPES[case]
+    N, C, H, W, FN, FH, FW, _, pad = shape
+    OH, OW = H + 2 * pad - FH + 1, W + 2 * pad - FW + 1
+    itemsize = np.dtype(dtype).itemsize
+    assert conv_vector._channel_tiles(FN, (H + pad) * (W + pad), OH * OW, itemsize) == channel_out
+    assert conv_vector._channel_tiles(C, (OH + FH - 1 - pad) * (OW + FW - 1 - pad), H * W, itemsize) == channel_dx
+    x, Wt, b, dout, stride, pad = make_conv(rng, shape, dtype)
+    monkeypatch.setattr(conv_vector, "_block_size", lambda n, *_: min(n, samples_per_block))
+    check_conv(x, Wt, b, dout, stride, pad)
+    first, again = conv_step(x, Wt, b, dout, stride, pad), conv_step(x, Wt, b, dout, stride, pad)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_filters_by_taps_and_stride(rng, monkeypatch):
     """The default choice: SimpleConvNet's conv1 (25 taps) by loops, DeepConvNet's
     16->16 3x3 (144 taps) by the vector tiles at stride 1, by BLAS at stride 2."""
