@@ -185,6 +185,7 @@ def test_conv_in_blocks_of_samples_matches_reference(rng, monkeypatch, samples_p
 def test_vector_tiles_in_blocks_of_samples_match_reference(rng, monkeypatch, samples_per_block, shape, dtype):
     """The vector tiles' blocks of 1, 2, 3 (remainder 1) and all 7 samples, pads 0-2."""
     monkeypatch.setattr(fast, "VECTOR_MIN_TAPS", 0)
+    monkeypatch.setattr(fast, "DIRECT_MAX_TAPS", 0)
     x, Wt, b, dout, stride, pad = make_conv(rng, shape, dtype)
     monkeypatch.setattr(conv_vector, "BLOCK_BYTES", 1)
     monkeypatch.setattr(conv_vector, "_block_size", lambda n, *_: min(n, samples_per_block))
@@ -224,19 +225,24 @@ def test_channel_tiles_in_blocks_of_samples_match_reference(rng, monkeypatch, sa
 
 
 def test_filters_by_taps_and_stride(rng, monkeypatch):
-    """The default choice: SimpleConvNet's conv1 (25 taps) by loops, DeepConvNet's
-    16->16 3x3 (144 taps) by the vector tiles at stride 1, by BLAS at stride 2."""
+    """The default choice: every stride-1 forward on the vector tiles, the backward of
+    SimpleConvNet's conv1 (25 taps) by loops and of DeepConvNet's 16->16 3x3 (144 taps)
+    on the vector tiles; stride 2 by BLAS both ways."""
     calls = []
     monkeypatch.setattr(fast, "_forward_direct", lambda *args: calls.append("loops"))
+    monkeypatch.setattr(fast, "_backward_direct", lambda *args: calls.append("loops"))
     monkeypatch.setattr(fast, "_add_bias_to_output", lambda *args: calls.append("blas"))
+    monkeypatch.setattr(fast, "_col2im_t", lambda *args: calls.append("blas"))
     monkeypatch.setattr(conv_vector, "conv_forward", lambda *args: calls.append("vector"))
-    for shape, expected in (((1, 1, 28, 28, 30, 5, 5, 1, 0), "loops"),
-                            ((1, 16, 5, 5, 16, 3, 3, 1, 1), "vector"),
-                            ((1, 16, 5, 5, 16, 3, 3, 2, 1), "blas")):
+    monkeypatch.setattr(conv_vector, "conv_backward", lambda *args: calls.append("vector") or (None,) * 3)
+    for shape, expected in (((1, 1, 28, 28, 30, 5, 5, 1, 0), ["vector", "loops"]),
+                            ((1, 16, 5, 5, 16, 3, 3, 1, 1), ["vector", "vector"]),
+                            ((1, 16, 5, 5, 16, 3, 3, 2, 1), ["blas", "blas"])):
         calls.clear()
-        x, Wt, b, _, stride, pad = make_conv(rng, shape, np.float64)
+        x, Wt, b, dout, stride, pad = make_conv(rng, shape, np.float64)
         fast.conv_forward(x, Wt, b, stride, pad)
-        assert calls == [expected], shape
+        fast.conv_backward(dout, x, Wt, stride, pad)
+        assert calls == expected, shape
 
 
 @pytest.mark.parametrize("cpu, features, expected", [

@@ -3,19 +3,20 @@
 Three ways to multiply, chosen per layer by :func:`_vector_path` and
 :data:`DIRECT_MAX_TAPS`:
 
-* stride 1, ``pad < FH, FW``, more than 75 taps, compiled for AVX-512:
+* stride 1, ``pad < FH, FW``, compiled for AVX-512: the forward, and the
+  backward of filters with more than :data:`DIRECT_MAX_TAPS` taps, on
   :mod:`~fastzero.kernels.numba.conv_vector`, register-blocked vector tiles
   with im2col fused into their loads (no BLAS, no patch matrix);
-* up to 75 taps: numba loops, one sample at a time;
+* the backward of up to 75 taps: numba loops, one sample at a time;
 * the rest (strides, large pads, other CPUs): im2col blocks and BLAS.
 
-Measured per layer, batch 100, float32, 1 thread, CPU time of the calling
-thread on a shared machine (ms, forward / backward; BLAS -> vector tiles):
-DeepConvNet conv2 (16->16 3x3, 28x28) 8.9 / 22.5 -> 5.1 / 10.0, conv4
-(32->32, pad 2, 14x14) 8.8 / 20.8 -> 5.4 / 11.1, conv6 (64->64, 8x8) 9.8 /
-23.2 -> 7.2 / 16.6. With 9 taps (DeepConvNet conv1, C=1) the tiles ran the
-backward slower than the loops (the one input channel is padded to four
-filter rows for dx), with 25 (SimpleConvNet conv1, no padding) no faster.
+Measured per layer (batch 100, 1 thread, CPU time of the calling thread),
+the tiles run the stride-1 products of the book's networks at one and a
+half to two and a half times BLAS's speed on the same products. With few
+taps the backward is the exception: one input channel (DeepConvNet conv1,
+9 taps; SimpleConvNet conv1, 25) leaves the tiles' ``dx`` three quarters
+empty, and the loops beat them there; the forward of those layers is as
+fast or faster on the tiles.
 
 The rest of this docstring is about the BLAS and loop paths. Filters with many taps (``K = C*FH*FW`` above :data:`DIRECT_MAX_TAPS`)
 multiply by BLAS (``np.dot``, called from the Python wrappers, never inside a
@@ -79,13 +80,15 @@ BLOCK_BYTES = 1 << 19
 DIRECT_MAX_TAPS = 75
 
 #: Stride-1 filters with at least this many taps run on the vector tiles of
-#: :mod:`~fastzero.kernels.numba.conv_vector` (see :func:`_vector_path`).
-VECTOR_MIN_TAPS = DIRECT_MAX_TAPS + 1
+#: :mod:`~fastzero.kernels.numba.conv_vector` (see :func:`_vector_path`);
+#: their backward only above :data:`DIRECT_MAX_TAPS` taps.
+VECTOR_MIN_TAPS = 1
 
 
-def _vector_path(K: int, FH: int, FW: int, stride: int, pad: int) -> bool:
-    """Whether :mod:`~fastzero.kernels.numba.conv_vector` computes this convolution."""
-    return stride == 1 and pad < min(FH, FW) and K >= VECTOR_MIN_TAPS and vector_target()
+def _vector_path(K: int, FH: int, FW: int, stride: int, pad: int, backward: bool = False) -> bool:
+    """Whether :mod:`~fastzero.kernels.numba.conv_vector` computes this convolution's forward (``backward``)."""
+    taps = max(VECTOR_MIN_TAPS, DIRECT_MAX_TAPS + 1) if backward else VECTOR_MIN_TAPS
+    return stride == 1 and pad < min(FH, FW) and K >= taps and vector_target()
 
 
 #: :func:`output_size` for the loops below (numba calls only compiled functions).
@@ -386,7 +389,7 @@ def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int)
     N, FN, OH, OW = dout.shape
     _, C, FH, FW = W.shape
     K, P = C * FH * FW, OH * OW
-    if _vector_path(K, FH, FW, stride, pad):
+    if _vector_path(K, FH, FW, stride, pad, backward=True):
         return conv_vector.conv_backward(dout, x, W, pad)
     W2T = np.ascontiguousarray(W.reshape(FN, K).T)
     dout = np.ascontiguousarray(dout).reshape(N, FN, P)
