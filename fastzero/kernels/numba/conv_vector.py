@@ -116,15 +116,15 @@ def _add_dot_planes(d, rows, a, offs, nq, L, dw):
 
 @jit
 def _add_bias_grad(dout, db):
-    """``db[f] += dout[:, f].sum()``, samples in order."""
+    """``db[f] += dout[:, f].sum()``, samples in order; ``dout`` is C-contiguous (each plane one run)."""
     N, F, H, W = dout.shape
+    flat = dout.ravel()
     for n in range(N):
         for f in range(F):
+            plane = flat[(n * F + f) * H * W:(n * F + f + 1) * H * W]
             s = dout.dtype.type(0)
-            for y in range(H):
-                row = dout[n, f, y]
-                for x in range(W):
-                    s += row[x]
+            for i in range(plane.size):
+                s += plane[i]
             db[f] += s
 
 
