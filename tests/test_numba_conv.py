@@ -224,6 +224,35 @@ def test_channel_tiles_in_blocks_of_samples_match_reference(rng, monkeypatch, sa
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(7, 16, 6, 7, 8, 3, 3, 1, 1), (7, 64, 5, 5, 64, 3, 3, 1, 1),
+                                   (7, 1, 9, 8, 6, 5, 5, 1, 0)], ids=["pixel", "channel", "loops"])
+def test_conv_parts_on_two_threads_match_one_part(rng, monkeypatch, shape, dtype):
+    """Every call shared out (no inline threshold): the batch's parts run in one ``prange``
+    region at two threads; the same bits on every run, the one-part results within rounding."""
+    from fastzero.kernels.numba import _slices
+
+    from fastzero._threads import max_threads
+
+    if max_threads() < 2:
+        pytest.skip("needs two cores")
+    monkeypatch.setattr(_slices, "INLINE_OPS", 0)
+    args = make_conv(rng, shape, dtype)
+    threads = fastzero.get_num_threads()
+    try:
+        fastzero.set_num_threads(1)
+        serial = conv_step(*args)
+        fastzero.set_num_threads(2)
+        assert len(conv_vector.parts(shape[0], 1)[0]) == 2
+        first, again = conv_step(*args), conv_step(*args)
+        check_conv(*args)
+    finally:
+        fastzero.set_num_threads(threads)
+    for a, b, c in zip(first, again, serial):
+        np.testing.assert_array_equal(a, b)
+        assert_close(a, c, RTOL[dtype])
+
+
 def test_filters_by_taps_and_stride(rng, monkeypatch):
     """The default choice: every stride-1 forward on the vector tiles, the backward of
     SimpleConvNet's conv1 (25 taps) by loops and of DeepConvNet's 16->16 3x3 (144 taps)

@@ -63,10 +63,11 @@ shapes. Results are therefore bitwise reproducible for a fixed thread count.
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from fastzero.kernels._geometry import output_size
 from fastzero.kernels.numba import conv_vector
-from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._jit import jit, pjit
 from fastzero.kernels.numba._slices import map_slices
 from fastzero.kernels.numba._vector import vector_target
 
@@ -309,6 +310,22 @@ def _backward_direct(x, dout, W2T, filter_h, filter_w, stride, pad, dx, dW, db):
         _col2im_t(dcols, filter_h, filter_w, stride, pad, dx[n:n + 1])
 
 
+@pjit
+def _forward_direct_parts(bounds, x, W2, b, filter_h, filter_w, stride, pad, out):
+    """:func:`_forward_direct` of the samples ``bounds[s, 0]:bounds[s, 1]`` of every part ``s``, in parallel."""
+    for s in prange(bounds.shape[0]):
+        s0, s1 = bounds[s, 0], bounds[s, 1]
+        _forward_direct(x[s0:s1], W2, b, filter_h, filter_w, stride, pad, out[s0:s1])
+
+
+@pjit
+def _backward_direct_parts(bounds, x, dout, W2T, filter_h, filter_w, stride, pad, dx, dWs, dbs):
+    """:func:`_backward_direct` of every part of ``bounds``, in parallel; part ``s`` sums into ``dWs[s]``, ``dbs[s]``."""
+    for s in prange(bounds.shape[0]):
+        s0, s1 = bounds[s, 0], bounds[s, 1]
+        _backward_direct(x[s0:s1], dout[s0:s1], W2T, filter_h, filter_w, stride, pad, dx[s0:s1], dWs[s], dbs[s])
+
+
 def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int) -> np.ndarray:
     """Patch matrix of ``x (N, C, H, W)``: ``(N*OH*OW, C*FH*FW)``, the book's layout."""
     N, C, H, W = x.shape
@@ -366,8 +383,11 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     out = np.empty((N, FN, P), dtype=x.dtype)
     if K <= DIRECT_MAX_TAPS:
         W2 = np.ascontiguousarray(W2)
-        map_slices(lambda s0, s1: _forward_direct(x[s0:s1], W2, b, FH, FW, stride, pad, out[s0:s1]),
-                   N, out.size * K)
+        bounds, _ = conv_vector.parts(N, out.size * K)
+        if len(bounds) == 1:
+            _forward_direct(x, W2, b, FH, FW, stride, pad, out)
+        else:
+            _forward_direct_parts(bounds, x, W2, b, FH, FW, stride, pad, out)
         return out.reshape(N, FN, OH, OW), x
     nb = _block_size(N, K * P, x.itemsize)
 
@@ -396,30 +416,34 @@ def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int)
     dx = np.empty(x.shape, dtype=x.dtype)
 
     if K <= DIRECT_MAX_TAPS:
-        def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
-            """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
-            dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
-            _backward_direct(x[s0:s1], dout[s0:s1], W2T, FH, FW, stride, pad, dx[s0:s1], dW, db)
-            return dW, db
-    else:
-        nb = _block_size(N, K * P, x.itemsize)
+        bounds, _ = conv_vector.parts(N, 2 * dout.size * K)
+        dWs, dbs = np.zeros((len(bounds), FN, K), dtype=x.dtype), np.zeros((len(bounds), FN), dtype=x.dtype)
+        if len(bounds) == 1:
+            _backward_direct(x, dout, W2T, FH, FW, stride, pad, dx, dWs[0], dbs[0])
+        else:
+            _backward_direct_parts(bounds, x, dout, W2T, FH, FW, stride, pad, dx, dWs, dbs)
+        for s in range(1, len(bounds)):  # in part order: the same bits for the same thread count
+            dWs[0] += dWs[s]
+            dbs[0] += dbs[s]
+        return dx, dWs[0].reshape(W.shape), dbs[0]
+    nb = _block_size(N, K * P, x.itemsize)
 
-        def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
-            """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
-            col_buf, dcol_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(K * nb * P, dtype=x.dtype)
-            dout_buf = np.empty(FN * nb * P, dtype=x.dtype)
-            dW_blk, db_blk = np.empty((FN, K), dtype=x.dtype), np.empty(FN, dtype=x.dtype)
-            dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
-            for n0 in range(s0, s1, nb):
-                n1 = min(s1, n0 + nb)
-                m = (n1 - n0) * P
-                cols, dcols, douts = _matrix(col_buf, K, m), _matrix(dcol_buf, K, m), _matrix(dout_buf, FN, m)
-                _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
-                _gather_dout_and_bias_grad(dout[n0:n1], douts, db_blk)
-                dW += np.dot(douts, cols.T, out=dW_blk)
-                db += db_blk
-                _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
-            return dW, db
+    def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
+        """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
+        col_buf, dcol_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(K * nb * P, dtype=x.dtype)
+        dout_buf = np.empty(FN * nb * P, dtype=x.dtype)
+        dW_blk, db_blk = np.empty((FN, K), dtype=x.dtype), np.empty(FN, dtype=x.dtype)
+        dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
+        for n0 in range(s0, s1, nb):
+            n1 = min(s1, n0 + nb)
+            m = (n1 - n0) * P
+            cols, dcols, douts = _matrix(col_buf, K, m), _matrix(dcol_buf, K, m), _matrix(dout_buf, FN, m)
+            _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
+            _gather_dout_and_bias_grad(dout[n0:n1], douts, db_blk)
+            dW += np.dot(douts, cols.T, out=dW_blk)
+            db += db_blk
+            _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
+        return dW, db
 
     shares = map_slices(backward_slice, N, 2 * dout.size * K)
     dW, db = shares[0]

@@ -46,10 +46,11 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numba import prange
 
 from fastzero.kernels._geometry import output_size
-from fastzero.kernels.numba._jit import jit
-from fastzero.kernels.numba._slices import map_slices
+from fastzero.kernels.numba._jit import jit, pjit
+from fastzero.kernels.numba._slices import slices
 from fastzero.kernels.numba._vector import (CHANNEL_R, CHANNEL_V, CONV_RF, CONV_V, DOT_RF, DOT_RK, channel_conv_tile,
                                             channel_dot_tile, conv_tile, dot_tile, lanes)
 
@@ -246,6 +247,32 @@ def _backward_blocks(x, dout, pad, Hp, Wp, Hd, Wd, nb, Lx, Ld, wt, rows, offs_x,
             _gather(tmp, Ld, Hd, Wd, no_bias, dx[n0:n1])
 
 
+@pjit
+def _forward_parts(bounds, x, pad, Hp, Wp, nb, L, w, rows, offs, b, bufs, tmps, out):
+    """:func:`_forward_blocks` of the samples ``bounds[s, 0]:bounds[s, 1]`` for every part ``s``, in parallel."""
+    for s in prange(bounds.shape[0]):
+        s0, s1 = bounds[s, 0], bounds[s, 1]
+        _forward_blocks(x[s0:s1], pad, Hp, Wp, nb, L, w, rows, offs, b, bufs[s], tmps[s], out[s0:s1])
+
+
+@pjit
+def _forward_channel_parts(bounds, x, pad, Hp, Wp, nb, L, w, offs, b, bufs, pixs, opixs, out):
+    """:func:`_forward_channel_blocks` of every part of ``bounds``, in parallel."""
+    for s in prange(bounds.shape[0]):
+        s0, s1 = bounds[s, 0], bounds[s, 1]
+        _forward_channel_blocks(x[s0:s1], pad, Hp, Wp, nb, L, w, offs, b, bufs[s], pixs[s], opixs[s], out[s0:s1])
+
+
+@pjit
+def _backward_parts(bounds, x, dout, pad, Hp, Wp, Hd, Wd, nb, Lx, Ld, wt, rows, offs_x, offs_d,
+                    xbufs, dFs, dbufs, tmps, pixs, opixs, dws, dbs, dx):
+    """:func:`_backward_blocks` of every part of ``bounds``, in parallel; part ``s`` sums into ``dws[s]``, ``dbs[s]``."""
+    for s in prange(bounds.shape[0]):
+        s0, s1 = bounds[s, 0], bounds[s, 1]
+        _backward_blocks(x[s0:s1], dout[s0:s1], pad, Hp, Wp, Hd, Wd, nb, Lx, Ld, wt, rows, offs_x, offs_d,
+                         xbufs[s], dFs[s], dbufs[s], tmps[s], pixs[s], opixs[s], dws[s], dbs[s], dx[s0:s1])
+
+
 class _Planes:
     """Geometry of the plane buffers of one product: ``ch`` channels of ``Hp x Wp`` per sample."""
 
@@ -309,10 +336,21 @@ def _channel_tiles(channels: int, plane: int, outputs: int, itemsize: int) -> bo
     return channels % (CHANNEL_V * lanes(itemsize)) == 0 and plane > CHANNEL_WASTE * outputs
 
 
-def _pixel_lists(count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Buffers for :func:`_pixels` of ``count`` outputs, rounded up to whole channel tiles."""
+def _pixel_lists(parts: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Buffers for :func:`_pixels` of ``count`` outputs per part, rounded up to whole channel tiles."""
     size = _round_up(max(count, 1), CHANNEL_R)
-    return np.empty(size, np.int64), np.empty(size, np.int64)
+    return np.empty((parts, size), np.int64), np.empty((parts, size), np.int64)
+
+
+def parts(size: int, ops: int) -> tuple[np.ndarray, int]:
+    """The parts of the batch (``(T, 2)`` bounds, :func:`~._slices.slices`) and the samples of the largest.
+
+    The kernels run the parts in one ``prange`` region on numba's threads
+    (with no BLAS in it, nothing to hand to another thread pool), or on the
+    calling thread when there is one part.
+    """
+    bounds = np.array(slices(size, ops), dtype=np.int64)
+    return bounds, int((bounds[:, 1] - bounds[:, 0]).max())
 
 
 def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, pad: int) -> np.ndarray:
@@ -325,22 +363,25 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, pad: int) -> np.nd
     channels = _channel_tiles(FN, Hp * Wp, OH * OW, x.itemsize)
     FNp = FN if channels else _round_up(FN, CONV_RF)
     w = _padded_columns(W.reshape(FN, -1), FNp)
-    tile = CONV_V * lanes(x.itemsize)
-
-    def work(s0: int, s1: int) -> None:
-        if channels:
-            nb = _block_size(s1 - s0, C * Hp * Wp * x.itemsize, OH * OW, CHANNEL_R)
-            g = _Planes(C, Hp, Wp, nb, FH, FW, x.itemsize)
-            pix, opix = _pixel_lists(nb * OH * OW)
-            _forward_channel_blocks(x[s0:s1], pad, Hp, Wp, nb, g.L, w, g.offsets(FH, FW), b,
-                                    np.zeros(g.size, dtype=x.dtype), pix, opix, out[s0:s1])
-            return
-        nb = _block_size(s1 - s0, (C + FNp) * Hp * Wp * x.itemsize, Hp * Wp, tile)
+    bounds, most = parts(N, out.size * C * FH * FW)
+    T = len(bounds)
+    if channels:
+        nb = _block_size(most, C * Hp * Wp * x.itemsize, OH * OW, CHANNEL_R)
         g = _Planes(C, Hp, Wp, nb, FH, FW, x.itemsize)
-        buf, tmp = np.zeros(g.size, dtype=x.dtype), np.empty(FNp * g.L, dtype=x.dtype)
-        _forward_blocks(x[s0:s1], pad, Hp, Wp, nb, g.L, w, FNp, g.offsets(FH, FW), b, buf, tmp, out[s0:s1])
-
-    map_slices(work, N, out.size * C * FH * FW)
+        pixs, opixs = _pixel_lists(T, nb * OH * OW)
+        bufs = np.zeros((T, g.size), dtype=x.dtype)
+        if T == 1:
+            _forward_channel_blocks(x, pad, Hp, Wp, nb, g.L, w, g.offsets(FH, FW), b, bufs[0], pixs[0], opixs[0], out)
+        else:
+            _forward_channel_parts(bounds, x, pad, Hp, Wp, nb, g.L, w, g.offsets(FH, FW), b, bufs, pixs, opixs, out)
+        return out
+    nb = _block_size(most, (C + FNp) * Hp * Wp * x.itemsize, Hp * Wp, CONV_V * lanes(x.itemsize))
+    g = _Planes(C, Hp, Wp, nb, FH, FW, x.itemsize)
+    bufs, tmps = np.zeros((T, g.size), dtype=x.dtype), np.empty((T, FNp * g.L), dtype=x.dtype)
+    if T == 1:
+        _forward_blocks(x, pad, Hp, Wp, nb, g.L, w, FNp, g.offsets(FH, FW), b, bufs[0], tmps[0], out)
+    else:
+        _forward_parts(bounds, x, pad, Hp, Wp, nb, g.L, w, FNp, g.offsets(FH, FW), b, bufs, tmps, out)
     return out
 
 
@@ -364,28 +405,30 @@ def conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, pad: int):
     dout = np.ascontiguousarray(dout)
     tile = CHANNEL_R if channel_dx else CONV_V * lanes(x.itemsize)
     per_sample = ((C + FNp) * Hp * Wp + (FN + Cp) * Hd * Wdd) * x.itemsize
-    positions = H * Wd if channel_dx else Hd * Wdd
-
-    def work(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
-        nb = _block_size(s1 - s0, per_sample, positions, tile)
-        gx = _Planes(C, Hp, Wp, nb, FH, FW, x.itemsize)
-        gd = _Planes(FN, Hd, Wdd, nb, FH, FW, x.itemsize)
-        xbuf, dbuf = np.zeros(gx.size, dtype=x.dtype), np.zeros(gd.size, dtype=x.dtype)
-        if channel_dw:
-            dF, dw = np.empty((nb * OH * OW, FN), dtype=x.dtype), np.zeros((Kp, FN), dtype=x.dtype)
-        else:
-            dF, dw = np.zeros(FNp * gx.L, dtype=x.dtype), np.zeros((FNp, Kp), dtype=x.dtype)
-        tmp = np.empty(0 if channel_dx else Cp * gd.L, dtype=x.dtype)
-        pix, opix = _pixel_lists(nb * max(OH * OW if channel_dw else 0, H * Wd if channel_dx else 0))
-        db = np.zeros(FN, dtype=x.dtype)
-        _backward_blocks(x[s0:s1], dout[s0:s1], pad, Hp, Wp, Hd, Wdd, nb, gx.L, gd.L, wt, 0 if channel_dx else Cp,
-                         gx.offsets(FH, FW, Kp), gd.offsets(FH, FW), xbuf, dF, dbuf, tmp, pix, opix, dw, db, dx[s0:s1])
-        return (dw[:K].T if channel_dw else dw[:FN, :K]), db
-
+    bounds, most = parts(N, 2 * dout.size * K)
+    T = len(bounds)
+    nb = _block_size(most, per_sample, H * Wd if channel_dx else Hd * Wdd, tile)
+    gx = _Planes(C, Hp, Wp, nb, FH, FW, x.itemsize)
+    gd = _Planes(FN, Hd, Wdd, nb, FH, FW, x.itemsize)
+    xbufs, dbufs = np.zeros((T, gx.size), dtype=x.dtype), np.zeros((T, gd.size), dtype=x.dtype)
+    if channel_dw:
+        dFs, dws = np.empty((T, nb * OH * OW, FN), dtype=x.dtype), np.zeros((T, Kp, FN), dtype=x.dtype)
+    else:
+        dFs, dws = np.zeros((T, FNp * gx.L), dtype=x.dtype), np.zeros((T, FNp, Kp), dtype=x.dtype)
+    tmps = np.empty((T, 0 if channel_dx else Cp * gd.L), dtype=x.dtype)
+    pixs, opixs = _pixel_lists(T, nb * max(OH * OW if channel_dw else 0, H * Wd if channel_dx else 0))
+    dbs = np.zeros((T, FN), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype)
-    shares = map_slices(work, N, 2 * dout.size * K)
-    dW, db = shares[0][0].copy(), shares[0][1]
-    for dW_share, db_share in shares[1:]:  # in slice order: the same bits for the same thread count
-        dW += dW_share
-        db += db_share
-    return dx, dW.reshape(W.shape), db
+    geometry = (pad, Hp, Wp, Hd, Wdd, nb, gx.L, gd.L, wt, 0 if channel_dx else Cp, gx.offsets(FH, FW, Kp),
+                gd.offsets(FH, FW))
+    if T == 1:
+        _backward_blocks(x, dout, *geometry, xbufs[0], dFs[0], dbufs[0], tmps[0], pixs[0], opixs[0], dws[0],
+                         dbs[0], dx)
+    else:
+        _backward_parts(bounds, x, dout, *geometry, xbufs, dFs, dbufs, tmps, pixs, opixs, dws, dbs, dx)
+    dW, db = dws[0], dbs[0]
+    for s in range(1, T):  # in part order: the same bits for the same thread count
+        dW += dws[s]
+        db += dbs[s]
+    dW = dW[:K].T if channel_dw else dW[:FN, :K]
+    return dx, np.ascontiguousarray(dW).reshape(W.shape), db
