@@ -51,14 +51,19 @@ load; :func:`_add_row_products`, ten dot products per sweep). Measured
 against BLAS on the book's shapes, the loops win up to 75 taps and tie or
 lose at 144, hence :data:`DIRECT_MAX_TAPS`.
 
-The threads split the batch (:func:`~fastzero.kernels.numba._slices.map_slices`):
-each takes a contiguous slice of samples and runs its blocks from start to
-end, kernels and single-threaded products, so the cores never pass between
-numba's and OpenBLAS's thread pools (alternating ``prange`` kernels and
-2-thread products took about twice as long). Every slice writes its own samples of ``out`` and ``dx``; the
-gradients of ``W`` and ``b`` are summed block by block in sample order
-within a slice, then slice by slice, and the block size depends only on the
-shapes. Results are therefore bitwise reproducible for a fixed thread count.
+The threads split the batch: each takes a contiguous part of the samples
+and runs its blocks from start to end. On the BLAS path the parts run on
+Python threads (:func:`~fastzero.kernels.numba._slices.map_slices`), kernels
+and single-threaded products, so the cores never pass between numba's and
+OpenBLAS's thread pools (alternating ``prange`` kernels and 2-thread
+products took about twice as long). The loops and the vector tiles call no
+BLAS: their parts run in one ``prange`` region on numba's threads
+(:func:`~fastzero.kernels.numba.conv_vector.parts`), which costs less to
+enter than a hand-off to a Python thread (``fastzero bench --tail``). Every
+part writes its own samples of ``out`` and ``dx``; the gradients of ``W``
+and ``b`` are summed block by block in sample order within a part, then
+part by part, and the block size depends only on the shapes. Results are
+therefore bitwise reproducible for a fixed thread count.
 """
 from __future__ import annotations
 

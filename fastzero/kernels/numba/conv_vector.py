@@ -36,10 +36,11 @@ filters to a multiple of the tile's rows, taps with repeats of tap 0 whose
 results are dropped, pixels to whole tiles (reading into the next plane or
 the zero tail, only for positions that are dropped). A block is about
 :data:`BLOCK_BYTES` of planes so that they stay in the L2 cache while all
-filters are applied. The threads split the batch
-(:func:`~._slices.map_slices`); each owns its samples of ``out`` and
-``dx`` and sums its own ``dW`` and ``db`` in sample order, reduced in
-slice order: bitwise reproducible for a fixed thread count.
+filters are applied. The threads split the batch into parts
+(:func:`parts`), run in one ``prange`` region, each with its own buffers;
+each part owns its samples of ``out`` and ``dx`` and sums its own ``dW``
+and ``db`` in sample order, reduced in part order: bitwise reproducible
+for a fixed thread count.
 """
 from __future__ import annotations
 
