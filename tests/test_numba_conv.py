@@ -309,3 +309,30 @@ def test_vector_tiles_do_not_depend_on_array_alignment(rng, dtype):
     for run in runs[1:]:
         for a, b in zip(runs[0], run):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_vector_tiles_compile_to_packed_zmm_fmas(dtype):
+    """Each tile driver's machine code holds a whole tile of packed 512-bit FMAs and no scalar one
+    (compiled afresh from source: cached code cannot be inspected)."""
+    import re
+
+    import numba
+
+    from fastzero.kernels.numba._jit import FASTMATH
+    from fastzero.kernels.numba._vector import CHANNEL_R, CHANNEL_V, CONV_RF, CONV_V, DOT_RF, DOT_RK, vector_target
+
+    if not vector_target():
+        pytest.skip("the tiles are compiled for AVX-512 only")
+    f, i = numba.typeof(np.zeros(1, dtype)), numba.typeof(np.zeros(1, np.int64))
+    offs, n = numba.typeof(conv_vector._offsets(1, 1, 1, 1, 1, 0)), numba.int64  # read-only offsets
+    suffix = "ps" if dtype == np.float32 else "pd"
+    for kernel, sig, tile in (
+        (conv_vector._conv_planes, (f, offs, f, n, n, n, f), CONV_RF * CONV_V),
+        (conv_vector._add_dot_planes, (f, n, f, offs, n, n, f), DOT_RF * DOT_RK),
+        (conv_vector._channel_conv, (f, i, i, n, offs, f, n, f, f, n), CHANNEL_R * CHANNEL_V),
+        (conv_vector._add_channel_dots, (f, i, n, offs, f, n, f), CHANNEL_R * CHANNEL_V),
+    ):
+        asm = numba.njit(sig, fastmath=FASTMATH, error_model="numpy")(kernel.py_func).inspect_asm(sig)
+        assert len(re.findall(rf"vfmadd\d+{suffix}\s[^\n]*zmm", asm)) >= tile, kernel.__name__
+        assert not re.findall(r"vfmadd\d+s[sd]\s", asm), kernel.__name__
