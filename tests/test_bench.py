@@ -466,3 +466,28 @@ def test_offline_html_has_a_local_copy_of_every_cdn_file():
            'onerror="js_load_failure()"></script>')
     assert offline_html._local_tag(tag, "https://cdn/x.js", "vendor/x.js") == (
         '<script src="vendor/x.js" onerror="js_load_failure()"></script>')
+
+
+def test_bench_tail_reports_the_spread_of_single_calls(capsys, monkeypatch):
+    """``--tail``: one call per sample, back to back and after idle gaps (slept, not timed),
+    and the empty parallel regions; median <= p90 <= max in every row."""
+    from fastzero.bench import tail
+
+    sleeps = []
+    monkeypatch.setattr(tail.time, "sleep", sleeps.append)
+    argv = ["--tail", "--json", "--cases", "layer.SimpleConvNet.conv1.b3", "--dtype", "float64",
+            "--repeat", "3", "--idle", "2"]
+    assert bench.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["case"], report["dtype"], report["samples"]) == ("layer.SimpleConvNet.conv1.b3", "float64", 3)
+    assert sleeps and set(sleeps) == {0.002}
+    rows = [report["back_to_back"], report["after_idle"]] + [
+        r[way] for r in report["empty_region"].values() for way in ("back_to_back", "after_idle")]
+    assert set(report["empty_region"]) == {"prange", "slices"}
+    for row in rows:
+        assert 0 < row["median"] <= row["p90"] <= row["max"]
+        assert row["p90_over_median"] == pytest.approx(row["p90"] / row["median"])
+    assert bench.main(["--tail", "--repeat", "3", "--idle", "0", "--cases", "layer.SimpleConvNet.conv1.b3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fastzero bench --tail: layer.SimpleConvNet.conv1.b3 (float32)")
+    assert lines[1].split() == ["median", "p90", "max", "p90/med"] and len(lines) == 8

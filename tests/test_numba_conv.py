@@ -185,26 +185,93 @@ def test_conv_in_blocks_of_samples_matches_reference(rng, monkeypatch, samples_p
 def test_vector_tiles_in_blocks_of_samples_match_reference(rng, monkeypatch, samples_per_block, shape, dtype):
     """The vector tiles' blocks of 1, 2, 3 (remainder 1) and all 7 samples, pads 0-2."""
     monkeypatch.setattr(fast, "VECTOR_MIN_TAPS", 0)
+    monkeypatch.setattr(fast, "DIRECT_MAX_TAPS", 0)
     x, Wt, b, dout, stride, pad = make_conv(rng, shape, dtype)
     monkeypatch.setattr(conv_vector, "BLOCK_BYTES", 1)
     monkeypatch.setattr(conv_vector, "_block_size", lambda n, *_: min(n, samples_per_block))
     check_conv(x, Wt, b, dout, stride, pad)
 
 
+#: Geometries (N, C, H, W, FN, FH, FW, stride, pad) with 64 input and/or output
+#: channels (whole channel tiles in float32 and float64), outputs per sample
+#: not a multiple of the tile's 6 pixels, and which products take the channel
+#: tiles: (forward and weight gradient, dx).
+CHANNEL_SHAPES = {
+    "both": ((7, 64, 5, 5, 64, 3, 3, 1, 1), (True, True)),
+    "dW-only": ((7, 24, 5, 5, 64, 3, 3, 1, 0), (True, False)),
+    "dx-only": ((7, 64, 5, 5, 24, 3, 3, 1, 1), (False, True)),
+    "pad2-dx": ((7, 64, 4, 5, 64, 3, 3, 1, 2), (False, True)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("samples_per_block", [1, 2, 3, 7])
+@pytest.mark.parametrize("case", list(CHANNEL_SHAPES))
+def test_channel_tiles_in_blocks_of_samples_match_reference(rng, monkeypatch, samples_per_block, case, dtype):
+    """The channel tiles (small maps, whole groups of output channels) in blocks of 1, 2, 3 (remainder 1)
+    and all 7 samples, alone or beside the pixel tiles in one backward pass."""
+    shape, (channel_out, channel_dx) = CHANNEL_SHAPES[case]
+    N, C, H, W, FN, FH, FW, _, pad = shape
+    OH, OW = H + 2 * pad - FH + 1, W + 2 * pad - FW + 1
+    itemsize = np.dtype(dtype).itemsize
+    assert conv_vector._channel_tiles(FN, (H + pad) * (W + pad), OH * OW, itemsize) == channel_out
+    assert conv_vector._channel_tiles(C, (OH + FH - 1 - pad) * (OW + FW - 1 - pad), H * W, itemsize) == channel_dx
+    x, Wt, b, dout, stride, pad = make_conv(rng, shape, dtype)
+    monkeypatch.setattr(conv_vector, "_block_size", lambda n, *_: min(n, samples_per_block))
+    check_conv(x, Wt, b, dout, stride, pad)
+    first, again = conv_step(x, Wt, b, dout, stride, pad), conv_step(x, Wt, b, dout, stride, pad)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(7, 16, 6, 7, 8, 3, 3, 1, 1), (7, 64, 5, 5, 64, 3, 3, 1, 1),
+                                   (7, 1, 9, 8, 6, 5, 5, 1, 0)], ids=["pixel", "channel", "loops"])
+def test_conv_parts_on_two_threads_match_one_part(rng, monkeypatch, shape, dtype):
+    """Every call shared out (no inline threshold): the batch's parts run in one ``prange``
+    region at two threads; the same bits on every run, the one-part results within rounding."""
+    from fastzero.kernels.numba import _slices
+
+    from fastzero._threads import max_threads
+
+    if max_threads() < 2:
+        pytest.skip("needs two cores")
+    monkeypatch.setattr(_slices, "INLINE_OPS", 0)
+    args = make_conv(rng, shape, dtype)
+    threads = fastzero.get_num_threads()
+    try:
+        fastzero.set_num_threads(1)
+        serial = conv_step(*args)
+        fastzero.set_num_threads(2)
+        assert len(conv_vector.parts(shape[0], 1)[0]) == 2
+        first, again = conv_step(*args), conv_step(*args)
+        check_conv(*args)
+    finally:
+        fastzero.set_num_threads(threads)
+    for a, b, c in zip(first, again, serial):
+        np.testing.assert_array_equal(a, b)
+        assert_close(a, c, RTOL[dtype])
+
+
 def test_filters_by_taps_and_stride(rng, monkeypatch):
-    """The default choice: SimpleConvNet's conv1 (25 taps) by loops, DeepConvNet's
-    16->16 3x3 (144 taps) by the vector tiles at stride 1, by BLAS at stride 2."""
+    """The default choice: every stride-1 forward on the vector tiles, the backward of
+    SimpleConvNet's conv1 (25 taps) by loops and of DeepConvNet's 16->16 3x3 (144 taps)
+    on the vector tiles; stride 2 by BLAS both ways."""
     calls = []
     monkeypatch.setattr(fast, "_forward_direct", lambda *args: calls.append("loops"))
+    monkeypatch.setattr(fast, "_backward_direct", lambda *args: calls.append("loops"))
     monkeypatch.setattr(fast, "_add_bias_to_output", lambda *args: calls.append("blas"))
+    monkeypatch.setattr(fast, "_col2im_t", lambda *args: calls.append("blas"))
     monkeypatch.setattr(conv_vector, "conv_forward", lambda *args: calls.append("vector"))
-    for shape, expected in (((1, 1, 28, 28, 30, 5, 5, 1, 0), "loops"),
-                            ((1, 16, 5, 5, 16, 3, 3, 1, 1), "vector"),
-                            ((1, 16, 5, 5, 16, 3, 3, 2, 1), "blas")):
+    monkeypatch.setattr(conv_vector, "conv_backward", lambda *args: calls.append("vector") or (None,) * 3)
+    for shape, expected in (((1, 1, 28, 28, 30, 5, 5, 1, 0), ["vector", "loops"]),
+                            ((1, 16, 5, 5, 16, 3, 3, 1, 1), ["vector", "vector"]),
+                            ((1, 16, 5, 5, 16, 3, 3, 2, 1), ["blas", "blas"])):
         calls.clear()
-        x, Wt, b, _, stride, pad = make_conv(rng, shape, np.float64)
+        x, Wt, b, dout, stride, pad = make_conv(rng, shape, np.float64)
         fast.conv_forward(x, Wt, b, stride, pad)
-        assert calls == [expected], shape
+        fast.conv_backward(dout, x, Wt, stride, pad)
+        assert calls == expected, shape
 
 
 @pytest.mark.parametrize("cpu, features, expected", [
@@ -242,3 +309,30 @@ def test_vector_tiles_do_not_depend_on_array_alignment(rng, dtype):
     for run in runs[1:]:
         for a, b in zip(runs[0], run):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_vector_tiles_compile_to_packed_zmm_fmas(dtype):
+    """Each tile driver's machine code holds a whole tile of packed 512-bit FMAs and no scalar one
+    (compiled afresh from source: cached code cannot be inspected)."""
+    import re
+
+    import numba
+
+    from fastzero.kernels.numba._jit import FASTMATH
+    from fastzero.kernels.numba._vector import CHANNEL_R, CHANNEL_V, CONV_RF, CONV_V, DOT_RF, DOT_RK, vector_target
+
+    if not vector_target():
+        pytest.skip("the tiles are compiled for AVX-512 only")
+    f, i = numba.typeof(np.zeros(1, dtype)), numba.typeof(np.zeros(1, np.int64))
+    offs, n = numba.typeof(conv_vector._offsets(1, 1, 1, 1, 1, 0)), numba.int64  # read-only offsets
+    suffix = "ps" if dtype == np.float32 else "pd"
+    for kernel, sig, tile in (
+        (conv_vector._conv_planes, (f, offs, f, n, n, n, f), CONV_RF * CONV_V),
+        (conv_vector._add_dot_planes, (f, n, f, offs, n, n, f), DOT_RF * DOT_RK),
+        (conv_vector._channel_conv, (f, i, i, n, offs, f, n, f, f, n), CHANNEL_R * CHANNEL_V),
+        (conv_vector._add_channel_dots, (f, i, n, offs, f, n, f), CHANNEL_R * CHANNEL_V),
+    ):
+        asm = numba.njit(sig, fastmath=FASTMATH, error_model="numpy")(kernel.py_func).inspect_asm(sig)
+        assert len(re.findall(rf"vfmadd\d+{suffix}\s[^\n]*zmm", asm)) >= tile, kernel.__name__
+        assert not re.findall(r"vfmadd\d+s[sd]\s", asm), kernel.__name__

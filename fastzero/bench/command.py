@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-vector", action="store_true",
                         help="convolutions without the vector tiles (BLAS and loops), to see what "
                         "the tiles bring")
+    _add_tail_options(parser)
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -76,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fastzero.set_num_threads(args.threads)
         except ValueError as exc:
             parser.error(str(exc))
+    if args.tail:
+        return _run_tail(args)
     progress = None if args.json else lambda msg: print(f"  measuring {msg} ...",
                                                          file=sys.stderr, flush=True)
     if args.peers or args.layers:
@@ -105,4 +108,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         clock=clock,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _add_tail_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tail", action="store_true",
+                        help="time one case call by call (default layer.SimpleConvNet.conv1.b100, "
+                        "float32; pick one with --cases NAME): median, p90 and max back to back "
+                        "and after idle gaps, and the cost of an empty parallel region")
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="with --tail: milliseconds the threads sit idle before each call "
+                        "(default 10)")
+
+
+def _run_tail(args: argparse.Namespace) -> int:
+    """``fastzero bench --tail``."""
+    from .tail import DEFAULT_CASE, format_tail, tail
+
+    name = args.cases[0] if args.cases else DEFAULT_CASE
+    dtype = args.dtype[0] if len(args.dtype) == 1 else "float32"
+    report = tail(name, dtype, samples=args.repeat or 40, idle=args.idle / 1e3)
+    print(json.dumps(report, indent=2) if args.json else format_tail(report))
     return 0

@@ -30,8 +30,11 @@ a weight and ``RF*V`` FMAs. :func:`dot_tile` is the transposed product,
 the weight gradient ``dw[f, k] = sum_q d[f, q] * a[q + offs[k]]``: ``RF``
 rows of ``d`` by ``RK`` taps as ``RF*RK`` vector accumulators over the
 ``q`` loop (per step ``RF + RK`` loads, ``RF*RK`` FMAs), each summed
-across its lanes once at the end. Both fix the order of every sum: results are the
-same bits on every run.
+across its lanes once at the end. The channel tiles
+(:func:`_channel_conv_tile`, :func:`_channel_dot_tile`) are the same two
+products with the vectors along output channels instead of pixels, for
+products with few pixels and many channels. All fix the order of every sum:
+results are the same bits on every run.
 
 numba caches a kernel keyed on its own source file: the kernels that call
 these tiles do not notice an edit of this module alone (clear the cache,
@@ -172,6 +175,107 @@ def dot_tile(typingctx, d, d0, ldd, a, a0, offs, k0, nvec, dw, dw0, lddw):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _channel_conv_tile(rp: int, nv: int):
+    """A :func:`conv_tile` transposed: ``rp`` pixels by ``nv`` vectors of ``L`` channels.
+
+    ``out[opix[p0 + p] + (c0 + c)*ldc] = bias[c0 + c] + sum_k a[pix[p0 + p] + offs[k]] * w[k*ldw + c0 + c]``
+    for ``p < rp``, ``c < nv*L``: per tap ``nv`` vector loads of ``w``,
+    ``rp`` broadcasts of ``a``, ``rp*nv`` FMAs into accumulators that stay
+    in registers. The pixels are any positions (two lists: where they read,
+    where they write), so only wanted outputs are computed, and each lands
+    straight in its channel plane (stride ``ldc``) of the caller's output.
+    """
+
+    @intrinsic
+    def tile(typingctx, a, pix, opix, p0, offs, w, c0, ldw, bias, out, ldc):
+        sig = types.void(a, pix, opix, p0, offs, w, c0, ldw, bias, out, ldc)
+
+        def codegen(context, builder, signature, args):
+            (ap, pixp, opixp, offp, wp, bp, outp), vec, n, fma, align = _setup(
+                context, builder, _reorder(signature, (0, 1, 2, 4, 5, 8, 9)), _pick(args, (0, 1, 2, 4, 5, 8, 9)), 7
+            )
+            p0v, c0v, ldwv, ldcv = args[3], args[6], args[7], args[10]
+            intp = context.get_value_type(types.intp)
+            i32 = ir.IntType(32)
+            nk = context.make_array(signature.args[4])(context, builder, args[4]).nitems
+            zero = ir.Constant(vec, [ir.Constant(vec.element, 0.0)] * n)
+            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(nv)] for _ in range(rp)]
+            bases = [builder.load(builder.gep(pixp, [builder.add(p0v, ir.Constant(intp, p))])) for p in range(rp)]
+            with cgutils.for_range(builder, nk) as loop:
+                k = loop.index
+                off = builder.load(builder.gep(offp, [k]))
+                wk = builder.add(c0v, builder.mul(k, ldwv))
+                ws = [_vload(builder, wp, builder.add(wk, ir.Constant(intp, v * n)), vec, align) for v in range(nv)]
+                for p in range(rp):
+                    xs = _broadcast(builder, builder.load(builder.gep(ap, [builder.add(bases[p], off)])), vec)
+                    for v in range(nv):
+                        builder.store(builder.call(fma, [xs, ws[v], builder.load(acc[p][v])]), acc[p][v])
+            bs = [_vload(builder, bp, builder.add(c0v, ir.Constant(intp, v * n)), vec, align) for v in range(nv)]
+            for p in range(rp):
+                dst0 = builder.load(builder.gep(opixp, [builder.add(p0v, ir.Constant(intp, p))]))
+                for v in range(nv):
+                    value = builder.fadd(builder.load(acc[p][v]), bs[v])
+                    for lane in range(n):
+                        c = builder.add(c0v, ir.Constant(intp, v * n + lane))
+                        dst = builder.gep(outp, [builder.add(dst0, builder.mul(c, ldcv))])
+                        builder.store(builder.extract_element(value, ir.Constant(i32, lane)), dst)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+def _channel_dot_tile(rt: int, nv: int):
+    """A :func:`dot_tile` over channels: ``rt`` taps by ``nv`` vectors of ``L`` channels.
+
+    ``dw[(k0 + t)*lddw + c0 + c] += sum_{q < nq} a[pix[q0 + q] + offs[k0 + t]] * d[(q0 + q)*ldd + c0 + c]``
+    for ``t < rt``, ``c < nv*L``: per pixel ``nv`` vector loads of ``d``,
+    ``rt`` broadcasts of ``a``, ``rt*nv`` FMAs; every lane sums its own
+    channel over the pixels in order (no sum across lanes).
+    """
+
+    @intrinsic
+    def tile(typingctx, a, pix, q0, nq, offs, k0, d, c0, ldd, dw, lddw):
+        sig = types.void(a, pix, q0, nq, offs, k0, d, c0, ldd, dw, lddw)
+
+        def codegen(context, builder, signature, args):
+            (ap, pixp, offp, dp, dwp), vec, n, fma, align = _setup(
+                context, builder, _reorder(signature, (0, 1, 4, 6, 9)), _pick(args, (0, 1, 4, 6, 9)), 5
+            )
+            q0v, nqv, k0v, c0v, lddv, lddwv = (args[i] for i in (2, 3, 5, 7, 8, 10))
+            intp = context.get_value_type(types.intp)
+            zero = ir.Constant(vec, [ir.Constant(vec.element, 0.0)] * n)
+            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(nv)] for _ in range(rt)]
+            taps = [builder.load(builder.gep(offp, [builder.add(k0v, ir.Constant(intp, t))])) for t in range(rt)]
+            with cgutils.for_range(builder, nqv) as loop:
+                q = builder.add(q0v, loop.index)
+                base = builder.load(builder.gep(pixp, [q]))
+                drow = builder.add(builder.mul(q, lddv), c0v)
+                ds = [_vload(builder, dp, builder.add(drow, ir.Constant(intp, v * n)), vec, align) for v in range(nv)]
+                for t in range(rt):
+                    xs = _broadcast(builder, builder.load(builder.gep(ap, [builder.add(base, taps[t])])), vec)
+                    for v in range(nv):
+                        builder.store(builder.call(fma, [xs, ds[v], builder.load(acc[t][v])]), acc[t][v])
+            for t in range(rt):
+                row = builder.add(builder.mul(lddwv, builder.add(k0v, ir.Constant(intp, t))), c0v)
+                for v in range(nv):
+                    dst = builder.bitcast(builder.gep(dwp, [builder.add(row, ir.Constant(intp, v * n))]), vec.as_pointer())
+                    builder.store(builder.fadd(builder.load(dst, align=align), builder.load(acc[t][v])), dst, align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+#: Channel vectors of the channel tiles (``CHANNEL_V * L`` channels per tile) and
+#: pixels (forward) or taps (weight gradient) per tile: 24 accumulators.
+CHANNEL_V, CHANNEL_R = 4, 6
+channel_conv_tile = _channel_conv_tile(CHANNEL_R, CHANNEL_V)
+channel_dot_tile = _channel_dot_tile(CHANNEL_R, CHANNEL_V)
 
 
 def _lane_sum(builder, v):

@@ -3,19 +3,20 @@
 Three ways to multiply, chosen per layer by :func:`_vector_path` and
 :data:`DIRECT_MAX_TAPS`:
 
-* stride 1, ``pad < FH, FW``, more than 75 taps, compiled for AVX-512:
+* stride 1, ``pad < FH, FW``, compiled for AVX-512: the forward, and the
+  backward of filters with more than :data:`DIRECT_MAX_TAPS` taps, on
   :mod:`~fastzero.kernels.numba.conv_vector`, register-blocked vector tiles
   with im2col fused into their loads (no BLAS, no patch matrix);
-* up to 75 taps: numba loops, one sample at a time;
+* the backward of up to 75 taps: numba loops, one sample at a time;
 * the rest (strides, large pads, other CPUs): im2col blocks and BLAS.
 
-Measured per layer, batch 100, float32, 1 thread, CPU time of the calling
-thread on a shared machine (ms, forward / backward; BLAS -> vector tiles):
-DeepConvNet conv2 (16->16 3x3, 28x28) 8.9 / 22.5 -> 5.1 / 10.0, conv4
-(32->32, pad 2, 14x14) 8.8 / 20.8 -> 5.4 / 11.1, conv6 (64->64, 8x8) 9.8 /
-23.2 -> 7.2 / 16.6. With 9 taps (DeepConvNet conv1, C=1) the tiles ran the
-backward slower than the loops (the one input channel is padded to four
-filter rows for dx), with 25 (SimpleConvNet conv1, no padding) no faster.
+Measured per layer (batch 100, 1 thread, CPU time of the calling thread),
+the tiles run the stride-1 products of the book's networks at one and a
+half to two and a half times BLAS's speed on the same products. With few
+taps the backward is the exception: one input channel (DeepConvNet conv1,
+9 taps; SimpleConvNet conv1, 25) leaves the tiles' ``dx`` three quarters
+empty, and the loops beat them there; the forward of those layers is as
+fast or faster on the tiles.
 
 The rest of this docstring is about the BLAS and loop paths. Filters with many taps (``K = C*FH*FW`` above :data:`DIRECT_MAX_TAPS`)
 multiply by BLAS (``np.dot``, called from the Python wrappers, never inside a
@@ -50,22 +51,28 @@ load; :func:`_add_row_products`, ten dot products per sweep). Measured
 against BLAS on the book's shapes, the loops win up to 75 taps and tie or
 lose at 144, hence :data:`DIRECT_MAX_TAPS`.
 
-The threads split the batch (:func:`~fastzero.kernels.numba._slices.map_slices`):
-each takes a contiguous slice of samples and runs its blocks from start to
-end, kernels and single-threaded products, so the cores never pass between
-numba's and OpenBLAS's thread pools (alternating ``prange`` kernels and
-2-thread products took about twice as long). Every slice writes its own samples of ``out`` and ``dx``; the
-gradients of ``W`` and ``b`` are summed block by block in sample order
-within a slice, then slice by slice, and the block size depends only on the
-shapes. Results are therefore bitwise reproducible for a fixed thread count.
+The threads split the batch: each takes a contiguous part of the samples
+and runs its blocks from start to end. On the BLAS path the parts run on
+Python threads (:func:`~fastzero.kernels.numba._slices.map_slices`), kernels
+and single-threaded products, so the cores never pass between numba's and
+OpenBLAS's thread pools (alternating ``prange`` kernels and 2-thread
+products took about twice as long). The loops and the vector tiles call no
+BLAS: their parts run in one ``prange`` region on numba's threads
+(:func:`~fastzero.kernels.numba.conv_vector.parts`), which costs less to
+enter than a hand-off to a Python thread (``fastzero bench --tail``). Every
+part writes its own samples of ``out`` and ``dx``; the gradients of ``W``
+and ``b`` are summed block by block in sample order within a part, then
+part by part, and the block size depends only on the shapes. Results are
+therefore bitwise reproducible for a fixed thread count.
 """
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from fastzero.kernels._geometry import output_size
 from fastzero.kernels.numba import conv_vector
-from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._jit import jit, pjit
 from fastzero.kernels.numba._slices import map_slices
 from fastzero.kernels.numba._vector import vector_target
 
@@ -79,13 +86,15 @@ BLOCK_BYTES = 1 << 19
 DIRECT_MAX_TAPS = 75
 
 #: Stride-1 filters with at least this many taps run on the vector tiles of
-#: :mod:`~fastzero.kernels.numba.conv_vector` (see :func:`_vector_path`).
-VECTOR_MIN_TAPS = DIRECT_MAX_TAPS + 1
+#: :mod:`~fastzero.kernels.numba.conv_vector` (see :func:`_vector_path`);
+#: their backward only above :data:`DIRECT_MAX_TAPS` taps.
+VECTOR_MIN_TAPS = 1
 
 
-def _vector_path(K: int, FH: int, FW: int, stride: int, pad: int) -> bool:
-    """Whether :mod:`~fastzero.kernels.numba.conv_vector` computes this convolution."""
-    return stride == 1 and pad < min(FH, FW) and K >= VECTOR_MIN_TAPS and vector_target()
+def _vector_path(K: int, FH: int, FW: int, stride: int, pad: int, backward: bool = False) -> bool:
+    """Whether :mod:`~fastzero.kernels.numba.conv_vector` computes this convolution's forward (``backward``)."""
+    taps = max(VECTOR_MIN_TAPS, DIRECT_MAX_TAPS + 1) if backward else VECTOR_MIN_TAPS
+    return stride == 1 and pad < min(FH, FW) and K >= taps and vector_target()
 
 
 #: :func:`output_size` for the loops below (numba calls only compiled functions).
@@ -306,6 +315,22 @@ def _backward_direct(x, dout, W2T, filter_h, filter_w, stride, pad, dx, dW, db):
         _col2im_t(dcols, filter_h, filter_w, stride, pad, dx[n:n + 1])
 
 
+@pjit
+def _forward_direct_parts(bounds, x, W2, b, filter_h, filter_w, stride, pad, out):
+    """:func:`_forward_direct` of the samples ``bounds[s, 0]:bounds[s, 1]`` of every part ``s``, in parallel."""
+    for s in prange(bounds.shape[0]):
+        s0, s1 = bounds[s, 0], bounds[s, 1]
+        _forward_direct(x[s0:s1], W2, b, filter_h, filter_w, stride, pad, out[s0:s1])
+
+
+@pjit
+def _backward_direct_parts(bounds, x, dout, W2T, filter_h, filter_w, stride, pad, dx, dWs, dbs):
+    """:func:`_backward_direct` of every part of ``bounds``, in parallel; part ``s`` sums into ``dWs[s]``, ``dbs[s]``."""
+    for s in prange(bounds.shape[0]):
+        s0, s1 = bounds[s, 0], bounds[s, 1]
+        _backward_direct(x[s0:s1], dout[s0:s1], W2T, filter_h, filter_w, stride, pad, dx[s0:s1], dWs[s], dbs[s])
+
+
 def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int) -> np.ndarray:
     """Patch matrix of ``x (N, C, H, W)``: ``(N*OH*OW, C*FH*FW)``, the book's layout."""
     N, C, H, W = x.shape
@@ -363,8 +388,11 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     out = np.empty((N, FN, P), dtype=x.dtype)
     if K <= DIRECT_MAX_TAPS:
         W2 = np.ascontiguousarray(W2)
-        map_slices(lambda s0, s1: _forward_direct(x[s0:s1], W2, b, FH, FW, stride, pad, out[s0:s1]),
-                   N, out.size * K)
+        bounds, _ = conv_vector.parts(N, out.size * K)
+        if len(bounds) == 1:
+            _forward_direct(x, W2, b, FH, FW, stride, pad, out)
+        else:
+            _forward_direct_parts(bounds, x, W2, b, FH, FW, stride, pad, out)
         return out.reshape(N, FN, OH, OW), x
     nb = _block_size(N, K * P, x.itemsize)
 
@@ -386,37 +414,41 @@ def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int)
     N, FN, OH, OW = dout.shape
     _, C, FH, FW = W.shape
     K, P = C * FH * FW, OH * OW
-    if _vector_path(K, FH, FW, stride, pad):
+    if _vector_path(K, FH, FW, stride, pad, backward=True):
         return conv_vector.conv_backward(dout, x, W, pad)
     W2T = np.ascontiguousarray(W.reshape(FN, K).T)
     dout = np.ascontiguousarray(dout).reshape(N, FN, P)
     dx = np.empty(x.shape, dtype=x.dtype)
 
     if K <= DIRECT_MAX_TAPS:
-        def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
-            """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
-            dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
-            _backward_direct(x[s0:s1], dout[s0:s1], W2T, FH, FW, stride, pad, dx[s0:s1], dW, db)
-            return dW, db
-    else:
-        nb = _block_size(N, K * P, x.itemsize)
+        bounds, _ = conv_vector.parts(N, 2 * dout.size * K)
+        dWs, dbs = np.zeros((len(bounds), FN, K), dtype=x.dtype), np.zeros((len(bounds), FN), dtype=x.dtype)
+        if len(bounds) == 1:
+            _backward_direct(x, dout, W2T, FH, FW, stride, pad, dx, dWs[0], dbs[0])
+        else:
+            _backward_direct_parts(bounds, x, dout, W2T, FH, FW, stride, pad, dx, dWs, dbs)
+        for s in range(1, len(bounds)):  # in part order: the same bits for the same thread count
+            dWs[0] += dWs[s]
+            dbs[0] += dbs[s]
+        return dx, dWs[0].reshape(W.shape), dbs[0]
+    nb = _block_size(N, K * P, x.itemsize)
 
-        def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
-            """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
-            col_buf, dcol_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(K * nb * P, dtype=x.dtype)
-            dout_buf = np.empty(FN * nb * P, dtype=x.dtype)
-            dW_blk, db_blk = np.empty((FN, K), dtype=x.dtype), np.empty(FN, dtype=x.dtype)
-            dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
-            for n0 in range(s0, s1, nb):
-                n1 = min(s1, n0 + nb)
-                m = (n1 - n0) * P
-                cols, dcols, douts = _matrix(col_buf, K, m), _matrix(dcol_buf, K, m), _matrix(dout_buf, FN, m)
-                _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
-                _gather_dout_and_bias_grad(dout[n0:n1], douts, db_blk)
-                dW += np.dot(douts, cols.T, out=dW_blk)
-                db += db_blk
-                _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
-            return dW, db
+    def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
+        """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
+        col_buf, dcol_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(K * nb * P, dtype=x.dtype)
+        dout_buf = np.empty(FN * nb * P, dtype=x.dtype)
+        dW_blk, db_blk = np.empty((FN, K), dtype=x.dtype), np.empty(FN, dtype=x.dtype)
+        dW, db = np.zeros((FN, K), dtype=x.dtype), np.zeros(FN, dtype=x.dtype)
+        for n0 in range(s0, s1, nb):
+            n1 = min(s1, n0 + nb)
+            m = (n1 - n0) * P
+            cols, dcols, douts = _matrix(col_buf, K, m), _matrix(dcol_buf, K, m), _matrix(dout_buf, FN, m)
+            _im2col_t(x[n0:n1], FH, FW, stride, pad, cols)
+            _gather_dout_and_bias_grad(dout[n0:n1], douts, db_blk)
+            dW += np.dot(douts, cols.T, out=dW_blk)
+            db += db_blk
+            _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
+        return dW, db
 
     shares = map_slices(backward_slice, N, 2 * dout.size * K)
     dW, db = shares[0]
