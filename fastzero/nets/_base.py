@@ -128,9 +128,11 @@ class Network:
 
         ``train_flg`` switches dropout and batch normalisation to training mode.
         """
-        self._check_input_dim(x)
-        for layer in self._layer_list():
-            x = blocks.forward(layer, x, train_flg)
+        if self.input_dim is not None:
+            self._check_input_dim(x)
+        layers = self.layers
+        for layer in layers.values() if isinstance(layers, dict) else layers:
+            x = layer.forward(x, train_flg) if blocks.takes_train_flg(layer) else layer.forward(x)
         return x
 
     def _check_input_dim(self, x: Any) -> None:
