@@ -437,3 +437,22 @@ def test_offline_html_has_a_local_copy_of_every_cdn_file():
            'onerror="js_load_failure()"></script>')
     assert offline_html._local_tag(tag, "https://cdn/x.js", "vendor/x.js") == (
         '<script src="vendor/x.js" onerror="js_load_failure()"></script>')
+
+
+def test_book_ratio_suite_needs_a_book_checkout(monkeypatch, tmp_path):
+    """``bench_book`` is skipped (NotImplementedError) without ``FASTZERO_BOOK``, refuses a
+    folder that is not the book's repository, and names every row of book_small_calls."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_book, book_small_calls
+    finally:
+        sys.path.remove(str(ROOT))
+    bench_book._pairs.cache_clear()
+    monkeypatch.delenv("FASTZERO_BOOK", raising=False)
+    with pytest.raises(NotImplementedError, match="FASTZERO_BOOK"):
+        bench_book.VsBook().setup("Relu", 1)
+    monkeypatch.setenv("FASTZERO_BOOK", str(tmp_path))
+    with pytest.raises(ValueError, match="no common/layers.py"):
+        bench_book.VsBook().setup("Relu", 3)
+    assert bench_book.VsBook.params == [list(book_small_calls.CASES), [1, 3, 100]]
+    assert "TwoLayerNet(784, 50, 10).gradient" in book_small_calls.CASES
