@@ -196,6 +196,10 @@ def targets(t: Any, n: int, k: int, where: str,
         if t.dtype.kind not in "biuf":
             raise TypeError(f"{where}: target rows must be numeric, got dtype {t.dtype}")
         rows = t.reshape(n, k)
+        if n <= _FEW_LABELS:  # a few rows: one-hot (k - 1 zeros and a 1) checked in Python
+            listed = rows.tolist()
+            if all(r.count(0) == k - 1 and 1 in r for r in listed):
+                return np.array([r.index(1) for r in listed], dtype=np.int64), None
         labels = np.ascontiguousarray(rows.argmax(axis=1), dtype=np.int64)
         # One-hot: one nonzero per row (n in all, one at each argmax), and it is a 1
         # (so finite: NaN and inf rows are never one-hot).
