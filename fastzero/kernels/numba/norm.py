@@ -12,15 +12,14 @@ The training forward returns ``cache = (xc, std)``: the centred input
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from fastzero.kernels.numba._jit import jit, pjit
-from fastzero.kernels.numba._parallel import n_spans, span
+from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._parallel import spans
 
 
 @jit
-def _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
-                           out, xc, std, lo, hi):
+def _forward_train_columns(lo, hi, x, gamma, beta, running_mean, running_var, momentum, keep,
+                           eps, out, xc, std):
     """The training forward of columns ``lo:hi``: statistics, running update, output."""
     n = x.shape[0]
     inv_n = x.dtype.type(1) / x.dtype.type(n)
@@ -50,23 +49,9 @@ def _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, 
             row_out[j] = g[j] * (centred[j] / sd[j]) + b[j]
 
 
-@pjit
-def _batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
-                             out, xc, std):
-    n, d = x.shape
-    k = n_spans(d, 4 * n)
-    if k == 1:
-        _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
-                               out, xc, std, 0, d)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, d)
-            _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep,
-                                   eps, out, xc, std, lo, hi)
-
-
 @jit
-def _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out):
+def _forward_infer_rows(lo, hi, x, gamma, beta, running_mean, running_var, eps, out):
+    x, out = x[lo:hi], out[lo:hi]
     for i in range(x.shape[0]):
         row, row_out = x[i], out[i]
         for j in range(row.size):
@@ -74,21 +59,8 @@ def _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out):
             row_out[j] = gamma[j] * xn + beta[j]
 
 
-@pjit
-def _batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps, out):
-    n, d = x.shape
-    k = n_spans(n, 4 * d)
-    if k == 1:
-        _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _forward_infer_rows(x[lo:hi], gamma, beta, running_mean, running_var, eps,
-                                out[lo:hi])
-
-
 @jit
-def _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, lo, hi):
+def _backward_columns(lo, hi, dout, xc, std, gamma, dx, dgamma, dbeta):
     """The book's backward for columns ``lo:hi``, its per-column factors hoisted:
 
     dbeta = sum(dout); dgamma = sum(xn * dout) = sum(dout * xc) / std;
@@ -127,16 +99,10 @@ def _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, lo, hi):
             dx_row[j] -= dmean[j] * inv_n
 
 
-@pjit
-def _batchnorm_backward(dout, xc, std, gamma, dx, dgamma, dbeta):
-    n, d = dout.shape
-    k = n_spans(d, 6 * n)
-    if k == 1:
-        _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, 0, d)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, d)
-            _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, lo, hi)
+# Costs: operations per column (N rows) or per row (D columns).
+_batchnorm_forward_train = spans(_forward_train_columns, "x.shape[1]", "4 * x.shape[0]")
+_batchnorm_forward_infer = spans(_forward_infer_rows, "x.shape[0]", "4 * x.shape[1]")
+_batchnorm_backward = spans(_backward_columns, "dout.shape[1]", "6 * dout.shape[0]")
 
 
 def batchnorm_forward_train(
