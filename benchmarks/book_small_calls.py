@@ -1,7 +1,7 @@
 """Small calls, fastzero against the book's own code in the same process.
 
     python benchmarks/book_small_calls.py /path/to/deep-learning-from-scratch [--threads N]
-        [--batches 1 3 100] [--numerical]
+        [--batches 1 3 100] [--numerical] [--timer wall|thread]
 
 The book's repository (a checkout of its code, never part of fastzero) is
 imported from the given path. Every layer's forward plus backward and every
@@ -10,8 +10,11 @@ fastzero's (default backend) interleaved in rounds; each row prints both
 medians (wall clock, microseconds per call) and fastzero's time over the
 book's (below 1: fastzero is faster). ``--numerical`` adds
 ``TwoLayerNet(784, 50, 10).numerical_gradient`` on a batch of 3 (seconds;
-what the book's ``ch05/gradient_check.py`` does). Without a path it says so
-and exits 0. asv collects nothing here (no ``time_``/``track_`` names).
+what the book's ``ch05/gradient_check.py`` does). ``--timer thread`` measures
+the calling thread's CPU time instead (``time.thread_time``): steadier on a
+shared machine, but meaningful only with ``--threads 1``. Without a path it
+says so and exits 0. asv collects nothing here (no ``time_``/``track_``
+names); ``bench_book.py`` tracks the same ratios.
 """
 from __future__ import annotations
 
@@ -25,24 +28,57 @@ from typing import Any, Callable
 import numpy as np
 
 
-def _seconds(call: Callable[[], Any], number: int) -> float:
-    start = time.perf_counter()
+#: The layers and networks compared, by the names the table prints.
+LAYERS = ("Relu", "Sigmoid", "Affine 784x50", "SoftmaxWithLoss", "Dropout", "BatchNormalization",
+          "Convolution 30x1x5x5", "Pooling 2x2/2")
+NETS = ("TwoLayerNet(784, 50, 10)", "MultiLayerNet(784, [100]*3, 10)",
+        "MultiLayerNetExtend bn+dropout", "SimpleConvNet", "DeepConvNet")
+CASES = (*LAYERS, *(f"{net}.{what}" for net in NETS for what in ("loss", "gradient")))
+TIMERS = {"wall": time.perf_counter, "thread": time.thread_time}
+
+
+def _seconds(call: Callable[[], Any], number: int, timer: Callable[[], float]) -> float:
+    start = timer()
     for _ in range(number):
         call()
-    return (time.perf_counter() - start) / number
+    return (timer() - start) / number
 
 
 def compare(ours: Callable[[], Any], book: Callable[[], Any], rounds: int = 7,
-            sample: float = 0.02) -> tuple[float, float]:
+            sample: float = 0.02, timer: Callable[[], float] = time.perf_counter
+            ) -> tuple[float, float]:
     """Median seconds per call of ``ours`` and ``book``, sampled alternately."""
     ours(), book()  # warm: compile, allocate
-    once = max(_seconds(ours, 1), _seconds(book, 1), 1e-7)
+    once = max(_seconds(ours, 1, timer), _seconds(book, 1, timer), 1e-7)
     number = max(1, int(sample / once))
     a, b = [], []
     for _ in range(rounds):
-        a.append(_seconds(ours, number))
-        b.append(_seconds(book, number))
+        a.append(_seconds(ours, number, timer))
+        b.append(_seconds(book, number, timer))
     return statistics.median(a), statistics.median(b)
+
+
+def import_book(path: str | Path) -> Any:
+    """The book's ``common.layers``, imported from its checkout at ``path``; ValueError
+    if ``path`` is not one."""
+    if not (Path(path) / "common" / "layers.py").exists():
+        raise ValueError(f"not a checkout of the book's repository (no common/layers.py): {path}")
+    root = str(Path(path).resolve())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import common.layers as book_layers
+
+    return book_layers
+
+
+def cases(book_layers: Any, n: int) -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+    """``(name, fastzero call, book call)`` for every name in :data:`CASES` at batch ``n``."""
+    import fastzero.layers as fz_layers
+
+    rng = np.random.default_rng(n)
+    rows = _layer_cases(book_layers, fz_layers, n, rng) + _net_cases(n, rng)
+    assert [name for name, _, _ in rows] == list(CASES)
+    return rows
 
 
 def _layer_cases(book: Any, fz: Any, n: int, rng: np.random.Generator):
@@ -118,25 +154,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 3, 100])
     parser.add_argument("--numerical", action="store_true",
                         help="also TwoLayerNet.numerical_gradient on a batch of 3 (slow)")
+    parser.add_argument("--timer", choices=list(TIMERS), default="wall",
+                        help="wall clock (default) or the calling thread's CPU time")
     args = parser.parse_args(argv)
-    if not args.book or not (Path(args.book) / "common" / "layers.py").exists():
+    try:
+        book_layers = import_book(args.book or "")
+    except ValueError:
         print("skipped: give the path of the book's repository (it has common/layers.py)")
         return 0
-    sys.path.insert(0, str(Path(args.book).resolve()))
-    import common.layers as book_layers
 
     import fastzero
-    import fastzero.layers as fz_layers
 
     if args.threads:
         fastzero.set_num_threads(args.threads)
-    print(f"fastzero backend {fastzero.get_backend()}, {fastzero.get_num_threads()} threads")
+    timer = TIMERS[args.timer]
+    print(f"fastzero backend {fastzero.get_backend()}, {fastzero.get_num_threads()} threads, "
+          f"{args.timer} time")
     print(f"{'case':44s} {'batch':>5s} {'fastzero us':>12s} {'book us':>10s} {'ratio':>6s}")
     for n in args.batches:
-        rng = np.random.default_rng(n)
-        rows = _layer_cases(book_layers, fz_layers, n, rng) + _net_cases(n, rng)
-        for name, ours, theirs in rows:
-            a, b = compare(ours, theirs)
+        for name, ours, theirs in cases(book_layers, n):
+            a, b = compare(ours, theirs, timer=timer)
             print(f"{name:44s} {n:5d} {a * 1e6:12.1f} {b * 1e6:10.1f} {a / b:6.2f}", flush=True)
     if args.numerical:
         import fastzero.nets as fzn
@@ -147,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         np.random.seed(0)
         book_net, fz_net = TwoLayerNet(784, 50, 10), fzn.TwoLayerNet(784, 50, 10)
         a, b = compare(lambda: fz_net.numerical_gradient(x, t),
-                       lambda: book_net.numerical_gradient(x, t), rounds=2, sample=0)
+                       lambda: book_net.numerical_gradient(x, t), rounds=2, sample=0, timer=timer)
         print(f"{'TwoLayerNet.numerical_gradient (s)':44s} {3:5d} {a:12.2f} {b:10.2f} {a / b:6.2f}")
     return 0
 

@@ -15,12 +15,15 @@ float32 input to a float64 layer is converted to float64, and vice versa.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Up to this many int64 labels are range-checked in Python (:func:`targets`).
+_FEW_LABELS = 32
 
 
 def compute_dtype(dtype: np.dtype, where: str, what: str = "input") -> np.dtype:
@@ -66,7 +69,7 @@ def layer_input(x: Any, where: str, layout: str, ndim: int | tuple[int, ...] | N
     ``"(N, C, H, W)"``.
     """
     arr = as_float_array(x, where, what, dtype)
-    ok = arr.ndim >= min_ndim if ndim is None else arr.ndim in np.atleast_1d(ndim)
+    ok = arr.ndim >= min_ndim if ndim is None else arr.ndim in ((ndim,) if type(ndim) is int else ndim)
     if not ok:
         raise ValueError(f"{where}: expected {what} of shape {layout}, got shape {arr.shape}")
     if arr.size == 0:
@@ -104,6 +107,10 @@ def bias(b: Any, n: int, dtype: np.dtype, where: str) -> np.ndarray:
     share it. An (n,) array that fits is returned as it is (an optimizer's
     in-place update is seen); any other a broadcast copy.
     """
+    if type(b) is np.ndarray and b.shape == (n,) and b.dtype == dtype:
+        flags = b.flags
+        if flags.c_contiguous and flags.writeable:  # the common case, returned as it is
+            return b
     arr = np.asarray(b)
     computed = compute_dtype(arr.dtype, where, "b")
     if arr.dtype.kind == "f" and computed != dtype:
@@ -130,11 +137,13 @@ def integer(value: Any, where: str, name: str, minimum: int) -> int:
 def real(value: Any, where: str, name: str, low: float | None = None,
          high: float | None = None, high_open: bool = False) -> float:
     """``value`` as a finite Python float in ``[low, high]`` (or ``[low, high)``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    kind = type(value)
+    if kind is not int and kind is not float and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{where}: {name} must be a real number, got {type(value).__name__}")
     value = float(value)
     too_high = high is not None and (value >= high if high_open else value > high)
-    if not np.isfinite(value) or (low is not None and value < low) or too_high:
+    if not math.isfinite(value) or (low is not None and value < low) or too_high:
         if low is not None and high is not None:
             bounds = f" and in [{low}, {high}{')' if high_open else ']'}"
         elif high is not None:
@@ -171,6 +180,15 @@ def targets(t: Any, n: int, k: int, where: str,
       the rows (n, k) as given when they are not all one-hot. Rows that are
       not distributions are not refused: the book computes with them too.
     """
+    if (one_hot_ndim == 2 and type(t) is np.ndarray and t.dtype == np.int64 and t.shape == (n,)
+            and t.flags.c_contiguous):
+        if n <= _FEW_LABELS:  # a few labels: Python's min and max cost less than two reductions
+            values = t.tolist()
+            low, high = min(values), max(values)
+        else:
+            low, high = t.min(), t.max()
+        if 0 <= low and high < k:  # the common case: in range, no conversion needed
+            return t, None
     t = np.asarray(t)
     rows_shape = (n, k) if one_hot_ndim == 2 else (k,)
     label_shapes = ((n,), (n, 1)) if one_hot_ndim == 2 else ((), (1,), (1, 1))
@@ -178,12 +196,18 @@ def targets(t: Any, n: int, k: int, where: str,
         if t.dtype.kind not in "biuf":
             raise TypeError(f"{where}: target rows must be numeric, got dtype {t.dtype}")
         rows = t.reshape(n, k)
-        if not np.all(np.isfinite(rows)):
-            raise ValueError(f"{where}: target rows must be finite")
+        if n <= _FEW_LABELS:  # a few rows: one-hot (k - 1 zeros and a 1) checked in Python
+            listed = rows.tolist()
+            if all(r.count(0) == k - 1 and 1 in r for r in listed):
+                return np.array([r.index(1) for r in listed], dtype=np.int64), None
         labels = np.ascontiguousarray(rows.argmax(axis=1), dtype=np.int64)
-        # One-hot: one nonzero per row (n in all, one at each argmax), and it is a 1.
-        one_hot = np.count_nonzero(rows) == n and bool(np.all(rows[np.arange(n), labels] == 1))
-        return labels, None if one_hot else rows
+        # One-hot: one nonzero per row (n in all, one at each argmax), and it is a 1
+        # (so finite: NaN and inf rows are never one-hot).
+        if np.count_nonzero(rows) == n and np.count_nonzero(rows[np.arange(n), labels] == 1) == n:
+            return labels, None
+        if not np.isfinite(rows).all():
+            raise ValueError(f"{where}: target rows must be finite")
+        return labels, rows
     if t.shape not in label_shapes:
         expected = " or ".join(str(s) for s in label_shapes)
         raise ValueError(

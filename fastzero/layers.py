@@ -118,22 +118,26 @@ class _Layer:
         return {name: getattr(self, name) for name in self.state_names}
 
     def _forwarded(self, k: Any, out_shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self._k, self._out_shape, self._dtype = k, tuple(out_shape), dtype
+        self._k, self._out_shape, self._dtype = k, out_shape, dtype
 
     def _check_param(self, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> None:
         """Backward's check that a parameter still has the forward's shape and dtype."""
-        if arr.shape != tuple(shape) or arr.dtype != self._dtype:
+        if arr.shape != shape or arr.dtype != self._dtype:
             raise ValueError(
                 f"{self._name}: {name} changed between forward() and backward(): expected "
                 f"{tuple(shape)} {self._dtype}, got {arr.shape} {arr.dtype}"
             )
 
     def _start_backward(self, dout: Any) -> tuple[Any, np.ndarray]:
-        if self._k is None:
+        k = self._k
+        if k is None:
             raise RuntimeError(f"{self._name}: backward() called without a preceding {self._needs}")
-        dout = v.as_float_array(dout, self._name, "dout", self._dtype)
-        v.check_shape(dout, self._out_shape, self._name, "dout (the forward output's shape)")
-        return self._k, dout
+        if not (type(dout) is np.ndarray and dout.dtype == self._dtype
+                and dout.shape == self._out_shape and dout.flags.c_contiguous
+                and dout.flags.writeable):  # else the full check, which raises or converts
+            dout = v.as_float_array(dout, self._name, "dout", self._dtype)
+            v.check_shape(dout, self._out_shape, self._name, "dout (the forward output's shape)")
+        return k, dout
 
 
 class Relu(_Layer):
@@ -145,14 +149,14 @@ class Relu(_Layer):
     def forward(self, x: Any) -> np.ndarray:
         x = v.layer_input(x, "Relu", "(N, ...)")
         k = _backend.kernels()
-        out, self._mask = k.relu_forward(x.reshape(-1))
-        self.mask = self._mask.reshape(x.shape)
-        self._forwarded(k, x.shape, x.dtype)
-        return out.reshape(x.shape)
+        out, mask = k.relu_forward(x)
+        self.mask = self._mask = mask
+        self._k, self._out_shape, self._dtype = k, x.shape, x.dtype
+        return out
 
     def backward(self, dout: Any) -> np.ndarray:
         k, dout = self._start_backward(dout)
-        return k.relu_backward(dout.reshape(-1), self._mask).reshape(self._out_shape)
+        return k.relu_backward(dout, self._mask)
 
 
 class Sigmoid(_Layer):
@@ -164,14 +168,13 @@ class Sigmoid(_Layer):
     def forward(self, x: Any) -> np.ndarray:
         x = v.layer_input(x, "Sigmoid", "(N, ...)")
         k = _backend.kernels()
-        self._out = k.sigmoid_forward(x.reshape(-1))
-        self.out = self._out.reshape(x.shape)
-        self._forwarded(k, x.shape, x.dtype)
-        return self.out
+        self.out = self._out = out = k.sigmoid_forward(x)
+        self._k, self._out_shape, self._dtype = k, x.shape, x.dtype
+        return out
 
     def backward(self, dout: Any) -> np.ndarray:
         k, dout = self._start_backward(dout)
-        return k.sigmoid_backward(dout.reshape(-1), self._out).reshape(self._out_shape)
+        return k.sigmoid_backward(dout, self._out)
 
 
 class Affine(_Layer):
@@ -206,26 +209,34 @@ class Affine(_Layer):
     def forward(self, x: Any) -> np.ndarray:
         W, b = self._params()
         d = W.shape[0]
-        x = v.layer_input(x, "Affine", f"(N, {d})", min_ndim=2, dtype=W.dtype)
+        if not (type(x) is np.ndarray and x.ndim == 2 and x.shape[1] == d and x.shape[0]
+                and x.dtype == W.dtype and x.flags.c_contiguous and x.flags.writeable):
+            x = self._checked_input(x, d, W.dtype)  # else (N, D) as it is: the common case
+        self.original_x_shape = shape = x.shape
+        self.x = self._x = x2 = x if len(shape) == 2 else x.reshape(shape[0], -1)
+        k = _backend.kernels()
+        out = k.affine_forward(x2, W, b)
+        self._k, self._out_shape, self._dtype = k, out.shape, W.dtype
+        return out
+
+    @staticmethod
+    def _checked_input(x: Any, d: int, dtype: np.dtype) -> np.ndarray:
+        x = v.layer_input(x, "Affine", f"(N, {d})", min_ndim=2, dtype=dtype)
         if x[0].size != d:
             raise ValueError(
                 f"Affine: expected input with {d} features per sample (N, {d}) "
                 f"or (N, ...) with {d} values per sample, got shape {x.shape}"
             )
-        self.original_x_shape = x.shape
-        self.x = x.reshape(x.shape[0], -1)
-        self._x = self.x
-        k = _backend.kernels()
-        out = k.affine_forward(self._x, W, b)
-        self._forwarded(k, out.shape, W.dtype)
-        return out
+        return x
 
     def backward(self, dout: Any) -> np.ndarray:
         k, dout = self._start_backward(dout)
         W, _ = self._params()
-        self._check_param("W", W, (self._x.shape[1], self._out_shape[1]))
-        dx, self.dW, self.db = k.affine_backward(dout, self._x, W)
-        return dx.reshape(self.original_x_shape)
+        x = self._x
+        self._check_param("W", W, (x.shape[1], self._out_shape[1]))
+        dx, self.dW, self.db = k.affine_backward(dout, x, W)
+        shape = self.original_x_shape
+        return dx if len(shape) == 2 else dx.reshape(shape)
 
 
 class SoftmaxWithLoss(_Layer):
@@ -294,14 +305,14 @@ class Dropout(_Layer):
             return x * (1.0 - ratio)
         rand = np.asarray(np.random.rand(*x.shape), dtype=x.dtype)
         k = _backend.kernels()
-        out, self._mask = k.dropout_forward(x.reshape(-1), rand.reshape(-1), ratio)
-        self.mask = self._mask.reshape(x.shape)
-        self._forwarded(k, x.shape, x.dtype)
-        return out.reshape(x.shape)
+        out, mask = k.dropout_forward(x, rand, ratio)
+        self.mask = self._mask = mask
+        self._k, self._out_shape, self._dtype = k, x.shape, x.dtype
+        return out
 
     def backward(self, dout: Any) -> np.ndarray:
         k, dout = self._start_backward(dout)
-        return k.dropout_backward(dout.reshape(-1), self._mask).reshape(self._out_shape)
+        return k.dropout_backward(dout, self._mask)
 
 
 class BatchNormalization(_Layer):

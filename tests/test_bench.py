@@ -491,3 +491,22 @@ def test_bench_tail_reports_the_spread_of_single_calls(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("fastzero bench --tail: layer.SimpleConvNet.conv1.b3 (float32)")
     assert lines[1].split() == ["median", "p90", "max", "p90/med"] and len(lines) == 8
+
+
+def test_book_ratio_suite_needs_a_book_checkout(monkeypatch, tmp_path):
+    """``bench_book`` is skipped (NotImplementedError) without ``FASTZERO_BOOK``, refuses a
+    folder that is not the book's repository, and names every row of book_small_calls."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_book, book_small_calls
+    finally:
+        sys.path.remove(str(ROOT))
+    bench_book._pairs.cache_clear()
+    monkeypatch.delenv("FASTZERO_BOOK", raising=False)
+    with pytest.raises(NotImplementedError, match="FASTZERO_BOOK"):
+        bench_book.VsBook().setup("Relu", 1)
+    monkeypatch.setenv("FASTZERO_BOOK", str(tmp_path))
+    with pytest.raises(ValueError, match="no common/layers.py"):
+        bench_book.VsBook().setup("Relu", 3)
+    assert bench_book.VsBook.params == [list(book_small_calls.CASES), [1, 3, 100]]
+    assert "TwoLayerNet(784, 50, 10).gradient" in book_small_calls.CASES

@@ -163,8 +163,10 @@ class Network:
 
         ``train_flg`` switches dropout and batch normalisation to training mode.
         """
-        self._check_input_dim(x)
-        layers = self._layer_list()
+        if self.input_dim is not None:
+            self._check_input_dim(x)
+        layers = self.layers
+        layers = layers.values() if isinstance(layers, dict) else layers
         if self.dtype == HALF:
             if train_flg:  # so gradient(), numerical_gradient() and training refuse too
                 raise TypeError(
@@ -172,12 +174,13 @@ class Network:
                     "or float64 parameters; this network is stored in float16 for inference only "
                     "(convert it with astype(np.float32))"
                 )
+            *hidden, last = layers
             x = np.asarray(x, dtype=HALF)
-            for layer in layers[:-1]:
+            for layer in hidden:
                 x = blocks.forward(layer, x, False).astype(HALF)
-            return blocks.forward(layers[-1], x, False)
+            return blocks.forward(last, x, False)
         for layer in layers:
-            x = blocks.forward(layer, x, train_flg)
+            x = layer.forward(x, train_flg) if blocks.takes_train_flg(layer) else layer.forward(x)
         return x
 
     def _check_input_dim(self, x: Any) -> None:
