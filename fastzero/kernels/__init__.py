@@ -54,11 +54,14 @@ loss
 norm
     batchnorm_forward_train(x, gamma, beta, running_mean, running_var,
                             momentum, eps) -> (out, cache)
-        x (N, D); per-column mean/var over N (biased var); updates
-        running_mean and running_var IN PLACE:
+        x (N, D): per-column mean/var over N (the book's layer); or x
+        (N, C, L), e.g. images as (N, C, H*W): per-channel mean/var over N
+        and L; biased var; gamma, beta and the running statistics (D,) or
+        (C,); out like x; updates running_mean and running_var IN PLACE:
         running = momentum * running + (1 - momentum) * batch_stat.
     batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps) -> out
     batchnorm_backward(dout, cache, gamma) -> (dx, dgamma, dbeta)
+        dx like dout, dgamma and dbeta like gamma
 dropout
     dropout_forward(x, rand, ratio) -> (out, mask)
         rand: uniform [0, 1) array of x's shape drawn by the caller;
