@@ -9,6 +9,7 @@ when matplotlib is installed, ``curves.png``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import platform
@@ -22,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import fastzero
+from fastzero._backend import DEFAULT_BACKEND
 
 #: --net choices -> what they build (see :func:`build_net`).
 NETS = {
@@ -97,7 +99,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "augment": "none",
 }
 #: How the numbers are computed: restored on --resume unless given, and may be changed.
-COMPUTE_DEFAULTS: dict[str, Any] = {"backend": "numba", "threads": None}
+COMPUTE_DEFAULTS: dict[str, Any] = {"backend": DEFAULT_BACKEND, "threads": None}
 _RUN_OUTPUTS = ("checkpoint.npz", "params.npz", "history.json", "curves.png")
 
 
@@ -421,8 +423,8 @@ def _add_compute_options(p: argparse.ArgumentParser, defaults: bool = True) -> N
                    help="; ".join(f"{k}: {v}" for k, v in NETS.items()) + " (default: simple)")
     p.add_argument("--dtype", choices=["float32", "float64"], default=default("float64"),
                    help="parameter and activation dtype (default: float64, as the book)")
-    p.add_argument("--backend", choices=fastzero.available_backends(), default=default("numba"),
-                   help="compute backend (default: numba)")
+    p.add_argument("--backend", choices=fastzero.available_backends(),
+                   default=default(DEFAULT_BACKEND), help=f"compute backend (default: {DEFAULT_BACKEND})")
     p.add_argument("--threads", type=_positive_int,
                    help="threads for numba and BLAS (default: all cores)")
     p.add_argument("--data-dir", help="an existing directory holding the four MNIST files, "
@@ -433,6 +435,7 @@ def _add_compute_options(p: argparse.ArgumentParser, defaults: bool = True) -> N
 
 def make_parser() -> argparse.ArgumentParser:
     from fastzero.augment import PRESETS
+    from fastzero.optimizer import OPTIMIZERS
     from fastzero.trainer import LR_SCHEDULES
 
     parser = argparse.ArgumentParser(
@@ -452,11 +455,12 @@ def make_parser() -> argparse.ArgumentParser:
     _add_compute_options(train, defaults=False)
     train.add_argument("--epochs", type=_positive_int, help="default: 20")
     train.add_argument("--batch-size", type=_positive_int, help="default: 100")
-    train.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad",
-                                               "rmsprop", "adam"],
-                       help="default: adam")
+    train.add_argument("--optimizer", choices=OPTIMIZERS,
+                       help=f"default: {RUN_DEFAULTS['optimizer']}")
+    default_lrs = ", ".join(f"{name} {inspect.signature(cls).parameters['lr'].default}"
+                            for name, cls in OPTIMIZERS.items())
     train.add_argument("--lr", type=_positive_float,
-                       help="learning rate (default: the optimizer's, 0.001 for adam, else 0.01)")
+                       help=f"learning rate (default: the optimizer's: {default_lrs})")
     train.add_argument("--seed", type=_seed, help="seed for weights, batch order and dropout "
                        "(default: drawn at random, printed and recorded)")
     train.add_argument("--out", default="fastzero-run",

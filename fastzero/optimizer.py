@@ -201,3 +201,10 @@ class Adam(_Optimizer):
         self.iter += 1
         lr_t = lr * math.sqrt(1.0 - beta2 ** self.iter) / (1.0 - beta1 ** self.iter)
         return lr_t, beta1, beta2
+
+
+#: Optimizer names accepted by ``Trainer(optimizer=...)`` and ``fastzero train
+#: --optimizer`` (case-insensitive), in the book's order.
+OPTIMIZERS: dict[str, type[_Optimizer]] = {
+    cls.__name__.lower(): cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)
+}

@@ -47,8 +47,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from fastzero import _validate, blocks, checkpoint
-from fastzero import optimizer as _optimizers
 from fastzero.augment import Augment
+from fastzero.optimizer import OPTIMIZERS
 from fastzero.optimizer import *  # noqa: F401,F403  (the book's trainer.py exports them too)
 from fastzero.optimizer import __all__ as _optimizer_all
 
@@ -57,15 +57,6 @@ from fastzero.optimizer import __all__ as _optimizer_all
 __all__ = ["Trainer", "TrainingDiverged", "OPTIMIZERS", "LR_SCHEDULES", "REPORTS", *_optimizer_all,
            "os", "sys"]
 
-#: Optimizer names accepted by ``Trainer(optimizer=...)`` (case-insensitive).
-OPTIMIZERS: dict[str, type] = {
-    "sgd": _optimizers.SGD,
-    "momentum": _optimizers.Momentum,
-    "nesterov": _optimizers.Nesterov,
-    "adagrad": _optimizers.AdaGrad,
-    "rmsprop": _optimizers.RMSprop,
-    "adam": _optimizers.Adam,
-}
 
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite."""

@@ -142,6 +142,31 @@ def test_memory_layout_never_changes_the_result(backend, name, layout):
             assert_close(got, ref, dtype, f"{name} {layout} {dtype} vs reference")
 
 
+@pytest.mark.parametrize("layout", VALUE_LAYOUTS)
+@pytest.mark.parametrize("name", [n for n in LAYERS if n != "SoftmaxWithLoss"])
+def test_dout_layout_never_changes_the_gradient(backend, name, layout):
+    """A ``dout`` in any layout gives the C-order ``dout``'s gradients, bit for bit."""
+    x = sample(name)
+    want, got = make_layer(name), make_layer(name)
+    if name == "Dropout":
+        np.random.seed(3)
+    out = want.forward(x)
+    if name == "Dropout":
+        np.random.seed(3)
+    got.forward(x)
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    np.testing.assert_array_equal(got.backward(as_layout(dout, layout)), want.backward(dout),
+                                  err_msg=f"{name} {layout}")
+    for grad in ("dW", "db", "dgamma", "dbeta"):
+        if hasattr(want, grad):
+            np.testing.assert_array_equal(getattr(got, grad), getattr(want, grad), err_msg=grad)
+
+
+def test_dropout_at_inference_keeps_float32(backend):
+    x = sample("Dropout", F32)
+    assert make_layer("Dropout").forward(x, train_flg=False).dtype == F32
+
+
 @pytest.mark.parametrize("name", LAYERS)
 @pytest.mark.parametrize("kind", ["int64", "int8", "uint8", "bool", "float16", "list"])
 def test_int_bool_float16_and_list_input_are_converted(backend, name, kind):
@@ -193,7 +218,7 @@ def test_non_numeric_input_is_a_type_error(backend, name, dtype):
     x = sample(name).astype(dtype) if dtype != "object" else sample(name).astype(object)
     layer = make_layer(name)
     call = (lambda: layer.forward(x, LABELS)) if name == "SoftmaxWithLoss" else (lambda: layer.forward(x))
-    with raises(TypeError, name, str(np.dtype(dtype))):
+    with raises(TypeError, name, "expected a real-valued numeric input", str(np.dtype(dtype))):
         call()
 
 
@@ -202,7 +227,7 @@ def test_empty_batch_is_a_value_error(backend, name):
     x = np.zeros((0, *SHAPES[name][1:]))
     layer = make_layer(name)
     call = (lambda: layer.forward(x, LABELS[:0])) if name == "SoftmaxWithLoss" else (lambda: layer.forward(x))
-    with raises(ValueError, name, str(x.shape)):
+    with raises(ValueError, name, "expected a non-empty input", str(x.shape)):
         call()
 
 
@@ -214,20 +239,34 @@ def test_empty_image_is_a_value_error(backend, name, shape):
         make_layer(name).forward(np.zeros(shape))
 
 
+def test_int_weights_are_converted_per_call(backend):
+    layer = Affine(np.array([[1, 2], [3, 4]]), np.array([0, 1]))
+    np.testing.assert_array_equal(layer.forward(np.array([[1.0, 1.0]])), [[4.0, 7.0]])
+
+
+@pytest.mark.parametrize("layout", VALUE_LAYOUTS)
+def test_weight_layout_never_changes_the_result(backend, layout):
+    rng = np.random.default_rng(0)
+    W, x = rng.standard_normal((5, 3)), rng.standard_normal((4, 5))
+    expected = Affine(W, np.zeros(3)).forward(x)
+    np.testing.assert_allclose(Affine(as_layout(W, layout), np.zeros(3)).forward(x), expected,
+                               rtol=1e-14)
+
+
 # wrong ndim / counts against the weights: (layer, input shape, fragments of the message)
 WRONG_SHAPES = [
-    ("Convolution", (3, 7, 6), ["(N, 3, H, W)"]),
+    ("Convolution", (3, 7, 6), ["expected input of shape (N, 3, H, W), got shape"]),
     ("Convolution", (1, 3, 3, 7, 6), ["(N, 3, H, W)"]),
     ("Convolution", (3, 2, 7, 6), ["3 channels"]),
     ("Convolution", (3, 4, 7, 6), ["3 channels"]),
     ("Pooling", (2, 7, 6), ["(N, C, H, W)"]),
     ("Pooling", (6,), ["(N, C, H, W)"]),
     ("Affine", (12,), ["(N, 12)"]),
-    ("Affine", (3, 11), ["12"]),
+    ("Affine", (3, 11), ["expected input with 12 features per sample"]),
     ("Affine", (3, 13), ["12"]),
     ("Affine", (3, 2, 2, 2), ["12"]),
-    ("BatchNormalization", (3, 11), ["12"]),
-    ("BatchNormalization", (3, 3, 4), ["(N, 12)"]),
+    ("BatchNormalization", (3, 11), ["expected input with 12 features"]),
+    ("BatchNormalization", (3, 3, 4), ["expected input of shape", "(N, 12)"]),
     ("BatchNormalization", (12,), ["(N, 12)"]),
     ("BatchNormalization", (3, 3, 2, 3), ["12"]),
     ("Relu", (), ["(N, ...)"]),
@@ -246,6 +285,13 @@ def test_wrong_shape_names_layer_expected_and_received(backend, name, shape, fra
         layer.forward(x, LABELS) if name == "SoftmaxWithLoss" else layer.forward(x)
 
 
+def test_channel_count_message_in_full(backend):
+    with pytest.raises(ValueError) as err:
+        make_layer("Convolution").forward(np.ones((2, 4, 8, 8)))
+    assert str(err.value) == ("Convolution: expected input with 3 channels (N, 3, H, W), "
+                              "got shape (2, 4, 8, 8)")
+
+
 @pytest.mark.parametrize("make, shape, fragments", [
     (lambda: Convolution(np.ones((2, 1, 3, 3)), np.ones(2)), (1, 1, 2, 5), ["3x3", "2x5"]),
     (lambda: Convolution(np.ones((2, 1, 4, 1)), np.ones(2), pad=1), (1, 1, 1, 5), ["4x1", "3x7"]),
@@ -254,16 +300,20 @@ def test_wrong_shape_names_layer_expected_and_received(backend, name, shape, fra
 ], ids=["conv", "conv-pad", "pool", "pool-pad"])
 def test_window_larger_than_padded_input(backend, make, shape, fragments):
     layer = make()
-    with raises(ValueError, type(layer).__name__, str(shape), *fragments):
+    with raises(ValueError, type(layer).__name__, str(shape), "is larger than the padded input",
+                *fragments):
         layer.forward(np.ones(shape))
 
 
 @pytest.mark.parametrize("make, exc, fragments", [
-    (lambda: Convolution(np.ones((2, 3, 3)), np.ones(2)), ValueError, ["W", "(2, 3, 3)"]),
+    (lambda: Convolution(np.ones((2, 3, 3)), np.ones(2)), ValueError,
+     ["expected W of shape (FN, C, FH, FW)", "(2, 3, 3)"]),
     (lambda: Convolution(np.ones((2, 3, 3, 3)), np.ones(3)), ValueError, ["b", "(2,)", "(3,)"]),
     (lambda: Convolution(np.ones((2, 3, 3, 3)), np.ones((2, 1))), ValueError, ["b", "(2, 1)"]),
     (lambda: Convolution(np.ones((0, 3, 3, 3)), np.ones(0)), ValueError, ["W", "(0, 3, 3, 3)"]),
     (lambda: Convolution(np.ones((2, 3, 3, 3), np.float32), np.ones(2)), TypeError, ["float32", "float64"]),
+    (lambda: Convolution(np.ones((2, 3, 3, 3)), np.ones(2, np.float32)), TypeError,
+     ["parameters must share one dtype, got W float64, b float32"]),
     (lambda: Convolution(np.ones((2, 3, 3, 3)) * 1j, np.ones(2)), TypeError, ["complex128"]),
     (lambda: Affine(np.ones(12), np.ones(5)), ValueError, ["W", "(12,)"]),
     (lambda: Affine(np.ones((12, 5)), np.ones(4)), ValueError, ["b", "(5,)", "(4,)"]),
@@ -272,8 +322,12 @@ def test_window_larger_than_padded_input(backend, make, shape, fragments):
     (lambda: BatchNormalization(np.ones(12), np.ones(11)), ValueError, ["beta", "(12,)", "(11,)"]),
     (lambda: BatchNormalization(np.ones(12), np.ones(12), running_mean=np.ones(11)), ValueError,
      ["running_mean", "(12,)", "(11,)"]),
+    (lambda: BatchNormalization(np.ones(12), np.ones(12), running_var=np.ones(13)), ValueError,
+     ["running_var", "(12,)", "(13,)"]),
     (lambda: BatchNormalization(np.ones(12), np.ones(12), running_var=np.ones(12, np.float32)),
      TypeError, ["running_var", "float64", "float32"]),
+    (lambda: BatchNormalization(np.ones(12), np.ones(12), running_mean=np.ones(12, np.float32)),
+     TypeError, ["running_mean must be a float64 ndarray"]),
     (lambda: BatchNormalization(np.ones(12), np.ones(12), running_mean=np.ones(24)[::2]), ValueError,
      ["running_mean", "contiguous"]),
     (lambda: BatchNormalization(np.ones(12), np.ones(12), running_var=[1.0] * 12), TypeError,
@@ -288,16 +342,21 @@ def test_bad_weights_are_refused_before_any_kernel(backend, make, exc, fragments
 
 
 @pytest.mark.parametrize("make, exc, fragments", [
-    (lambda: Convolution(np.ones((1, 1, 1, 1)), np.ones(1), stride=0), ValueError, ["stride", "0"]),
+    (lambda: Convolution(np.ones((1, 1, 1, 1)), np.ones(1), stride=0), ValueError,
+     ["stride must be >= 1, got 0"]),
+    (lambda: Convolution(np.ones((1, 1, 1, 1)), np.ones(1), stride=-2), ValueError, ["stride", "-2"]),
     (lambda: Convolution(np.ones((1, 1, 1, 1)), np.ones(1), pad=-1), ValueError, ["pad", "-1"]),
-    (lambda: Convolution(np.ones((1, 1, 1, 1)), np.ones(1), stride=1.5), TypeError, ["stride", "1.5"]),
+    (lambda: Convolution(np.ones((1, 1, 1, 1)), np.ones(1), stride=1.5), TypeError,
+     ["stride must be an int", "1.5"]),
     (lambda: Convolution(np.ones((1, 1, 1, 1)), np.ones(1), stride=True), TypeError, ["stride", "bool"]),
     (lambda: Convolution(np.ones((1, 1, 1, 1)), np.ones(1), pad="1"), TypeError, ["pad", "str"]),
     (lambda: Pooling(0, 2), ValueError, ["pool_h", "0"]),
     (lambda: Pooling(2, 2, stride=-1), ValueError, ["stride", "-1"]),
-    (lambda: Pooling(2, 3, pad=2), ValueError, ["pad", "2x3"]),
+    (lambda: Pooling(2, 2, stride=0), ValueError, ["Pooling: stride must be >= 1"]),
+    (lambda: Pooling(2, 3, pad=2), ValueError, ["pad must be smaller than the window", "2x3"]),
     (lambda: Pooling(2.0, 2), TypeError, ["pool_h"]),
-    (lambda: Dropout(1.0), ValueError, ["dropout_ratio", "1.0"]),
+    (lambda: Pooling(2, True), TypeError, ["pool_w must be an int"]),
+    (lambda: Dropout(1.0), ValueError, ["dropout_ratio must be finite and in [0.0, 1.0)", "1.0"]),
     (lambda: Dropout(-0.1), ValueError, ["dropout_ratio", "-0.1"]),
     (lambda: Dropout(float("nan")), ValueError, ["dropout_ratio", "nan"]),
     (lambda: Dropout("0.5"), TypeError, ["dropout_ratio", "str"]),
@@ -365,33 +424,35 @@ def test_parameter_replaced_between_forward_and_backward(backend, name, attr, ne
         layer.b = np.ones(new_shape[1])
     else:
         layer.b = np.ones(new_shape[0])
-    with raises(ValueError, name, attr, str(new_shape)):
+    with raises(ValueError, name, attr, "changed between forward() and backward()", str(new_shape)):
         layer.backward(np.ones_like(out))
 
 
-def test_parameter_dtype_changed_between_forward_and_backward(backend):
-    layer = make_layer("Affine")
-    out = layer.forward(sample("Affine"))
+@pytest.mark.parametrize("name", ["Affine", "Convolution"])
+def test_parameter_dtype_changed_between_forward_and_backward(backend, name):
+    layer = make_layer(name)
+    out = layer.forward(sample(name))
     layer.W, layer.b = layer.W.astype(np.float32), layer.b.astype(np.float32)
-    with raises(ValueError, "Affine", "W", "float32"):
+    with raises(ValueError, name, "W", "float64, got", "float32"):
         layer.backward(np.ones_like(out))
 
 
 # ------------------------------------------------------------------ labels and targets
 
 @pytest.mark.parametrize("t, exc, fragments", [
-    (np.array([0, 4, 1]), ValueError, ["[0, 4)", "4"]),
+    (np.array([0, 4, 1]), ValueError, ["labels must be in [0, 4), got values in [0, 4]"]),
     (np.array([0, -1, 1]), ValueError, ["[0, 4)", "-1"]),
     (np.array([0, 2**40, 1]), ValueError, ["[0, 4)"]),
     (np.array([0, 3]), ValueError, ["(3,)", "(2,)"]),
     (np.array([0, 3, 1, 2]), ValueError, ["(3,)", "(4,)"]),
     (np.array([[0], [4], [1]]), ValueError, ["[0, 4)", "4"]),
-    (np.array([[0, 1], [3, 2], [1, 1]]), ValueError, ["(3,)", "(3, 1)", "(3, 4)", "(3, 2)"]),
-    (np.array([0.0, 3.0, 1.0]), TypeError, ["float64"]),
+    (np.array([[0, 1], [3, 2], [1, 1]]), ValueError,
+     ["expected labels of shape (3,) or (3, 1) or target rows of shape (3, 4)", "got shape (3, 2)"]),
+    (np.array([0.0, 3.0, 1.0]), TypeError, ["labels must be integers", "float64"]),
     (np.array([True, False, True]), TypeError, ["bool"]),
     (np.array(["0", "3", "1"]), ValueError, []),
     (np.eye(5)[[0, 3, 1]], ValueError, ["(3, 4)", "(3, 5)"]),
-    (np.full((3, 4), np.nan), ValueError, ["finite"]),
+    (np.full((3, 4), np.nan), ValueError, ["target rows must be finite"]),
     (np.where(np.eye(4)[[0, 3, 1]] == 1, np.inf, 0.0), ValueError, ["finite"]),
     (np.eye(4)[[0, 3, 1]] * 1j, TypeError, ["complex128"]),
     (None, ValueError, []),
@@ -420,6 +481,12 @@ def test_single_sample_labels(backend):
         SoftmaxWithLoss().forward(x, 4)
     with raises(ValueError, "SoftmaxWithLoss"):
         SoftmaxWithLoss().forward(x, [1, 2])
+
+
+def test_uint8_labels_are_accepted(backend):
+    x = sample("SoftmaxWithLoss")
+    expected = SoftmaxWithLoss().forward(x, LABELS)
+    assert SoftmaxWithLoss().forward(x, LABELS.astype(np.uint8)) == expected
 
 
 # ------------------------------------------------------------------ functions and util

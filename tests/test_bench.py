@@ -181,6 +181,18 @@ def test_measure_takes_medians_per_call(monkeypatch):
     assert calls["numba"] > 3 * 100
 
 
+def test_measure_on_the_thread_cpu_clock_leaves_out_waiting(monkeypatch):
+    """--cpu-time: a call that waits (as when another process has the core) costs no CPU time."""
+    monkeypatch.setattr(bench.timing, "SETTLE", 0.0)
+
+    def waits():
+        time.sleep(0.004)
+
+    wall = bench.measure({"numba": waits}, repeat=3, min_sample=0.01)["numba"]
+    cpu = bench.measure({"numba": waits}, repeat=3, min_sample=0.01, clock=bench.timing.CPU)["numba"]
+    assert wall >= 0.004 and cpu < wall / 4
+
+
 def test_each_sample_follows_settling_calls_of_its_own_backend(monkeypatch):
     """After a switch of backend, SETTLE seconds of untimed calls before the timed ones."""
     monkeypatch.setattr(bench.timing, "SETTLE", 0.03)
@@ -267,6 +279,23 @@ def test_bench_quick_prints_a_table(capsys):
         low = (numpy_ms - half_unit(row[2])) / (numba_ms + half_unit(row[3]))
         high = (numpy_ms + half_unit(row[2])) / (numba_ms - half_unit(row[3]))
         assert low - 0.01 <= speedup <= high + 0.01
+
+
+def test_bench_cpu_time_and_no_vector(capsys, monkeypatch):
+    from fastzero.kernels.numba import conv
+
+    monkeypatch.setattr(conv, "VECTOR_MIN_TAPS", conv.VECTOR_MIN_TAPS)  # restored afterwards
+    argv = ["--quick", "--json", "--cases", "loss.softmax.*", "--dtype", "float32", "--repeat", "1"]
+    assert bench.main(argv) == 0
+    meta = json.loads(capsys.readouterr().out)["meta"]
+    assert (meta["clock"], meta["vector_tiles"]) == ("wall time", True)
+    assert bench.main([*argv, "--threads", "1", "--cpu-time", "--no-vector"]) == 0
+    meta = json.loads(capsys.readouterr().out)["meta"]
+    assert (meta["clock"], meta["vector_tiles"]) == ("thread CPU time", False)
+    assert not conv._vector_path(144, 3, 3, 1, 1)  # the 3x3 filters of DeepConvNet use BLAS
+    with pytest.raises(SystemExit):
+        bench.main(["--cpu-time", "--cases", "loss.softmax.*"])
+    assert "--cpu-time counts the calling thread only" in capsys.readouterr().err
 
 
 def test_bench_json(capsys):

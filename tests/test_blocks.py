@@ -319,7 +319,7 @@ def test_spatial_batch_norm_normalises_each_channel(backend, shape, dtype):
     gamma = rng.uniform(0.5, 1.5, c).astype(dtype)
     beta = rng.uniform(-0.5, 0.5, c).astype(dtype)
     norm = SpatialBatchNormalization(gamma, beta)
-    tol = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=2e-5)
+    tol = {"rtol": 1e-10, "atol": 1e-10} if dtype == np.float64 else {"rtol": 1e-4, "atol": 2e-5}
     running_mean, running_var = np.zeros(c), np.zeros(c)
     for _ in range(2):  # the running statistics move as momentum * running + 0.1 * batch
         x = (2 * rng.standard_normal(shape) + rng.uniform(-1, 1, (1, c, 1, 1))).astype(dtype)
@@ -339,8 +339,9 @@ def test_spatial_batch_norm_normalises_each_channel(backend, shape, dtype):
             scale = max(float(np.max(np.abs(want))), 1.0)
             np.testing.assert_allclose(got, want, rtol=tol["rtol"], atol=tol["atol"] * scale,
                                        err_msg=name)
-    ref = (x - running_mean[None, :, None, None]) / np.sqrt(running_var + norm.eps)[None, :, None, None]
-    ref = gamma[None, :, None, None] * ref + beta[None, :, None, None]
+    per_channel = (slice(None), None, None)  # (C,) against (N, C, H, W)
+    xn = (x - running_mean[per_channel]) / np.sqrt(running_var + norm.eps)[per_channel]
+    ref = gamma[per_channel] * xn + beta[per_channel]
     np.testing.assert_allclose(norm.forward(x, train_flg=False), ref, **tol)
 
 

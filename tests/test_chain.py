@@ -1,13 +1,8 @@
 """A small CNN built from the layers trains: Convolution -> Relu -> Pooling -> Affine -> SoftmaxWithLoss."""
 import numpy as np
-import pytest
 
-import fastzero
 from fastzero.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
 from fastzero.optimizer import Adam
-
-# Backends this test runs on; add "numba" once the numba backend is in.
-BACKENDS = ["numpy", "numba"]
 
 
 def bars(rng, n):
@@ -25,8 +20,7 @@ def bars(rng, n):
     return x, t
 
 
-@pytest.mark.parametrize("name", BACKENDS)
-def test_small_convnet_loss_falls(name):
+def test_small_convnet_loss_falls(backend):
     rng = np.random.default_rng(0)
     x, t = bars(rng, 60)
     params = {
@@ -50,9 +44,8 @@ def test_small_convnet_loss_falls(name):
         optimizer.update(params, {"W1": conv.dW, "b1": conv.db, "W2": affine.dW, "b2": affine.db})
         return loss
 
-    with fastzero.use_backend(name):
-        losses = [step() for _ in range(60)]
-        accuracy = np.mean(np.argmax(last.y, axis=1) == t)
+    losses = [step() for _ in range(60)]
+    accuracy = np.mean(np.argmax(last.y, axis=1) == t)
     assert losses[0] > 0.9  # ~log(3) at the start
     assert losses[-1] < 0.3 * losses[0], losses[::10]
     assert accuracy > 0.9

@@ -1,5 +1,6 @@
 """The fastzero command line, end to end on a small generated MNIST-like data set."""
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def test_train_without_matplotlib_skips_only_the_plot(data_dir, tmp_path, capsys
     out = tmp_path / "run"
     assert _train(data_dir, out, "--net", "two_layer", "--epochs", "1", "--lr", "0.01") == 0
     assert "install matplotlib for curves.png" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.npz", "history.json", "params.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "history.json", "params.npz"]
 
 
 def test_train_then_evaluate(data_dir, tmp_path, capsys):
@@ -58,7 +59,7 @@ def test_train_then_evaluate(data_dir, tmp_path, capsys):
     assert history["final_test_acc"] > 0.8  # the generated classes are easy to learn
     assert history["train_loss"][-1] < history["train_loss"][0]
     assert f"final test accuracy: {history['final_test_acc']:.4f} (100 samples)" in printed
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.npz", "curves.png",
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "curves.png",
                                                      "history.json", "params.npz"]
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(read_params(out / "params.npz")) == {"W1", "b1", "W2", "b2"}
@@ -375,6 +376,42 @@ def test_a_second_run_into_a_locked_out_is_refused_naming_the_holder(data_dir, t
     # the dead holder's lock file (its pid still in it) does not block
     assert (out / ".lock").read_text().strip() == str(holder.pid)
     assert _train(data_dir, out, "--net", "two_layer", "--epochs", "1") == 0
+
+
+def test_a_failed_run_leaves_no_lock_and_no_empty_out(tmp_path, capsys):
+    """The lock file goes when the run ends; an --out the failed run created goes too."""
+    missing = ["--data-dir", str(tmp_path / "no-data"), "--backend", "numpy", "--quiet"]
+    out = tmp_path / "new" / "run"
+    assert cli.main(["train", "--out", str(out), *missing]) == 1
+    assert "no-data" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert cli.main(["train", "--out", str(existing), *missing]) == 1
+    assert existing.is_dir() and list(existing.iterdir()) == []
+
+
+def test_a_lock_file_removed_by_the_previous_holder_is_not_trusted(tmp_path, monkeypatch):
+    """A run that locked a lock file its holder has just unlinked locks the new one instead."""
+    from fastzero import _rundir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    real_open = os.open
+    stale = []
+
+    def open_then_unlink(path, *args):
+        fd = real_open(path, *args)
+        if not stale:  # the first open finds a file that its holder then unlinks
+            stale.append(os.fstat(fd).st_ino)
+            os.unlink(path)
+        return fd
+
+    monkeypatch.setattr(_rundir.os, "open", open_then_unlink)
+    with _rundir.open_run_dir(out):
+        monkeypatch.undo()
+        assert (out / ".lock").read_text().strip() == str(os.getpid())
+    assert stale and not (out / ".lock").exists()
 
 
 def test_the_lock_is_held_for_the_whole_run(data_dir, tmp_path, monkeypatch):

@@ -122,11 +122,40 @@ def _run_child(prefix: list[str], env: dict[str, str], cwd: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _why_the_child_cannot_run(prefix: list[str]) -> str | None:
+    """Why the child's user cannot run this interpreter with numpy and numba; None if it can.
+
+    As root the child runs as ``nobody``, which cannot use a virtual environment
+    created inside a private directory (``python -m venv "$(mktemp -d)/venv"``
+    makes one of mode 700).
+    """
+    if not prefix:
+        return None  # the child is this user
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import numba, numpy"], cwd="/",
+                           capture_output=True, text=True, timeout=300)
+    if probe.returncode == 0:
+        return None
+    import numba
+    import numpy
+
+    for target in (Path(sys.executable), Path(numpy.__file__), Path(numba.__file__)):
+        for directory in reversed(target.absolute().parents):
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                return (f"{directory} (mode {stat.S_IMODE(mode):o}) is not searchable by uid "
+                        f"{NOBODY}, which runs the child, and {target} lies below it")
+    return f"uid {NOBODY} cannot run {sys.executable} with numpy and numba: {probe.stderr[-500:]}"
+
+
 @pytest.fixture
 def prefix():
     prefix = _drop_privileges()
     if prefix is None:
         pytest.skip("running as root without setpriv: cannot drop privileges to test permissions")
+    reason = _why_the_child_cannot_run(prefix)
+    if reason:
+        pytest.skip(f"{reason}; create the environment in a world-readable directory "
+                    "(CI makes its directory 755) to run this test")
     return prefix
 
 

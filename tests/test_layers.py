@@ -17,18 +17,7 @@ from fastzero.layers import (
 )
 from gradcheck import layer_gradcheck
 
-# Backends the layer tests run on. The numba backend is developed in parallel;
-# add "numba" here (or switch to conftest's `backend` fixture) once it is in.
-BACKENDS = ["numpy", "numba"]
-
 TOL = 1e-6  # relative error of backprop vs central differences, float64
-
-
-@pytest.fixture(params=BACKENDS)
-def on(request):
-    """Run the test with this backend active."""
-    with fastzero.use_backend(request.param):
-        yield request.param
 
 
 def assert_grads(errors):
@@ -75,27 +64,27 @@ def naive_maxpool(x, ph, pw, stride, pad):
 
 # ---------------------------------------------------------------- gradient checks
 
-def test_gradcheck_affine_4d_input(on, rng):
+def test_gradcheck_affine_4d_input(backend, rng):
     layer = Affine(rng.standard_normal((12, 5)), rng.standard_normal(5))
     x = rng.standard_normal((3, 2, 3, 2))
     assert_grads(layer_gradcheck(layer, x, ["W", "b"]))
 
 
-def test_gradcheck_convolution_stride2_pad1_nonsquare(on, rng):
+def test_gradcheck_convolution_stride2_pad1_nonsquare(backend, rng):
     layer = Convolution(rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4), stride=2, pad=1)
     x = rng.standard_normal((2, 3, 7, 6))
     assert_grads(layer_gradcheck(layer, x, ["W", "b"]))
 
 
 @pytest.mark.parametrize("pool_h, pool_w, stride, pad", [(2, 3, 1, 0), (3, 2, 2, 1), (2, 2, 2, 0)])
-def test_gradcheck_pooling(on, rng, pool_h, pool_w, stride, pad):
+def test_gradcheck_pooling(backend, rng, pool_h, pool_w, stride, pad):
     layer = Pooling(pool_h, pool_w, stride=stride, pad=pad)
     x = distinct(rng, (2, 3, 6, 7))
     assert_grads(layer_gradcheck(layer, x))
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (4, 2, 3, 3)])
-def test_gradcheck_batchnorm(on, rng, shape):
+def test_gradcheck_batchnorm(backend, rng, shape):
     d = int(np.prod(shape[1:]))
     layer = BatchNormalization(1 + 0.1 * rng.standard_normal(d), 0.1 * rng.standard_normal(d))
     x = rng.standard_normal(shape)
@@ -103,7 +92,7 @@ def test_gradcheck_batchnorm(on, rng, shape):
 
 
 @pytest.mark.parametrize("one_hot", [False, True])
-def test_gradcheck_softmax_with_loss(on, rng, one_hot):
+def test_gradcheck_softmax_with_loss(backend, rng, one_hot):
     layer = SoftmaxWithLoss()
     labels = np.array([0, 3, 2, 3, 1])
     t = np.eye(4)[labels] if one_hot else labels
@@ -114,15 +103,15 @@ def test_gradcheck_softmax_with_loss(on, rng, one_hot):
     assert_grads(layer_gradcheck(layer, x, forward=lambda x: layer.forward(x, t)))
 
 
-def test_gradcheck_sigmoid(on, rng):
+def test_gradcheck_sigmoid(backend, rng):
     assert_grads(layer_gradcheck(Sigmoid(), 2 * rng.standard_normal((3, 4, 2))))
 
 
-def test_gradcheck_relu(on, rng):
+def test_gradcheck_relu(backend, rng):
     assert_grads(layer_gradcheck(Relu(), away_from_zero(rng, (3, 2, 4))))
 
 
-def test_gradcheck_dropout_fixed_mask(on, rng):
+def test_gradcheck_dropout_fixed_mask(backend, rng):
     layer = Dropout(0.4)
 
     def forward(x):
@@ -135,7 +124,7 @@ def test_gradcheck_dropout_fixed_mask(on, rng):
 # ---------------------------------------------------------------- forward values
 
 @pytest.mark.parametrize("stride, pad, fshape", [(1, 0, (5, 3, 3, 3)), (2, 1, (4, 3, 3, 2)), (3, 2, (2, 3, 1, 4))])
-def test_convolution_matches_naive(on, rng, stride, pad, fshape):
+def test_convolution_matches_naive(backend, rng, stride, pad, fshape):
     W, b = rng.standard_normal(fshape), rng.standard_normal(fshape[0])
     x = rng.standard_normal((2, 3, 9, 8))
     out = Convolution(W, b, stride, pad).forward(x)
@@ -143,13 +132,13 @@ def test_convolution_matches_naive(on, rng, stride, pad, fshape):
 
 
 @pytest.mark.parametrize("ph, pw, stride, pad", [(2, 2, 2, 0), (3, 2, 1, 1), (2, 3, 3, 1), (3, 3, 2, 2)])
-def test_pooling_matches_naive_with_padding(on, rng, ph, pw, stride, pad):
+def test_pooling_matches_naive_with_padding(backend, rng, ph, pw, stride, pad):
     x = rng.standard_normal((2, 3, 7, 8))
     out = Pooling(ph, pw, stride, pad).forward(x)
     np.testing.assert_array_equal(out, naive_maxpool(x, ph, pw, stride, pad))
 
 
-def test_pooling_padding_never_wins(on):
+def test_pooling_padding_never_wins(backend):
     x = -1.0 - np.arange(2 * 16, dtype=float).reshape(1, 2, 4, 4)  # all negative
     out = Pooling(2, 2, stride=2, pad=1).forward(x)
     assert out.shape == (1, 2, 3, 3)  # pad counts in the output size
@@ -157,7 +146,7 @@ def test_pooling_padding_never_wins(on):
     assert out[0, 0, 0, 0] == x[0, 0, 0, 0]
 
 
-def test_pooling_default_stride_is_the_books(on):
+def test_pooling_default_stride_is_the_books(backend):
     """``Pooling(pool_h, pool_w, stride=2, pad=0)`` as the book's current ``common/layers.py``."""
     layer = Pooling(2, 2)
     assert (layer.stride, layer.pad) == (2, 0)
@@ -165,7 +154,7 @@ def test_pooling_default_stride_is_the_books(on):
     np.testing.assert_array_equal(layer.forward(x), [[[[5.0, 7.0], [13.0, 15.0]]]])
 
 
-def test_pooling_backward_routes_to_the_max(on):
+def test_pooling_backward_routes_to_the_max(backend):
     x = np.array([[[[1.0, 5.0, 2.0, 0.0], [3.0, 4.0, 7.0, 6.0]]]])
     layer = Pooling(2, 2, stride=2)
     np.testing.assert_array_equal(layer.forward(x), [[[[5.0, 7.0]]]])
@@ -174,7 +163,7 @@ def test_pooling_backward_routes_to_the_max(on):
     np.testing.assert_array_equal(dx, [[[[0, 10, 0, 0], [0, 0, 20, 0]]]])
 
 
-def test_affine_forward_backward_values(on, rng):
+def test_affine_forward_backward_values(backend, rng):
     W, b = rng.standard_normal((6, 3)), rng.standard_normal(3)
     x = rng.standard_normal((4, 2, 3))
     layer = Affine(W, b)
@@ -188,7 +177,7 @@ def test_affine_forward_backward_values(on, rng):
     np.testing.assert_allclose(layer.db, dout.sum(axis=0), rtol=1e-13)
 
 
-def test_relu_and_sigmoid_values(on, rng):
+def test_relu_and_sigmoid_values(backend, rng):
     x = rng.standard_normal((3, 4))
     relu = Relu()
     np.testing.assert_array_equal(relu.forward(x), np.maximum(x, 0))
@@ -202,7 +191,7 @@ def test_relu_and_sigmoid_values(on, rng):
     np.testing.assert_allclose(sig.backward(dout), dout * sig.out * (1 - sig.out), rtol=1e-14)
 
 
-def test_softmax_with_loss_values(on):
+def test_softmax_with_loss_values(backend):
     x = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
     t = np.array([2, 0])
     layer = SoftmaxWithLoss()
@@ -216,7 +205,7 @@ def test_softmax_with_loss_values(on):
     np.testing.assert_allclose(layer.backward(3.0), 3 * (y - np.eye(3)[t]) / 2, rtol=1e-14)
 
 
-def test_softmax_with_loss_single_sample(on):
+def test_softmax_with_loss_single_sample(backend):
     x = np.array([0.5, -1.0, 2.0])
     layer = SoftmaxWithLoss()
     a = layer.forward(x, 2)
@@ -226,7 +215,7 @@ def test_softmax_with_loss_single_sample(on):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_softmax_with_loss_soft_targets_are_the_books(on, rng, dtype):
+def test_softmax_with_loss_soft_targets_are_the_books(backend, rng, dtype):
     """Target rows that are not one-hot (label smoothing, mixup, or not distributions at
     all) give the book's numbers: the loss of each row's argmax class, ``dx = (y - t) / N``."""
     x = rng.standard_normal((5, 4)).astype(dtype)
@@ -248,7 +237,7 @@ def test_softmax_with_loss_soft_targets_are_the_books(on, rng, dtype):
         np.testing.assert_allclose(layer.backward(2.0), 2 * (y - t) / 5, rtol=tol, atol=tol)
 
 
-def test_softmax_with_loss_soft_rows_gradient_is_the_soft_cross_entropys(on, rng):
+def test_softmax_with_loss_soft_rows_gradient_is_the_soft_cross_entropys(backend, rng):
     """For rows that are distributions, ``backward`` is the gradient of ``-sum(t*log(y))/N``."""
     x = rng.standard_normal((3, 4))
     t = rng.random((3, 4))
@@ -268,7 +257,7 @@ def test_softmax_with_loss_soft_rows_gradient_is_the_soft_cross_entropys(on, rng
     np.testing.assert_allclose(layer.backward(), numeric, rtol=1e-7, atol=1e-9)
 
 
-def test_softmax_with_loss_labels_shaped_n_by_1(on, rng):
+def test_softmax_with_loss_labels_shaped_n_by_1(backend, rng):
     """``ch07/gradient_check.py`` passes ``np.array([1]).reshape((1, 1))``; (N, 1) labels
     are the (N,) labels, for any N (the book's own indexing is right only for N = 1)."""
     x = rng.standard_normal((6, 4))
@@ -285,7 +274,7 @@ def test_softmax_with_loss_labels_shaped_n_by_1(on, rng):
     np.testing.assert_array_equal(single.backward(), one.backward()[0])
 
 
-def test_dropout_mask_is_the_books_draw(on, rng):
+def test_dropout_mask_is_the_books_draw(backend, rng):
     x = rng.standard_normal((5, 6))
     np.random.seed(42)
     expected_mask = np.random.rand(*x.shape) > 0.3
@@ -313,7 +302,7 @@ def test_mul_and_add_layers_book_example():
 
 # ---------------------------------------------------------------- batch normalisation
 
-def test_batchnorm_train_and_running_stats_in_place(on, rng):
+def test_batchnorm_train_and_running_stats_in_place(backend, rng):
     d = 2 * 3 * 3
     gamma, beta = rng.standard_normal(d), rng.standard_normal(d)
     running_mean, running_var = np.zeros(d), np.ones(d)
@@ -334,13 +323,13 @@ def test_batchnorm_train_and_running_stats_in_place(on, rng):
     np.testing.assert_allclose(running_mean, 0.2 * mu, rtol=1e-13)  # unchanged by inference
 
 
-def test_batchnorm_creates_running_stats_with_gamma_dtype(on, rng):
+def test_batchnorm_creates_running_stats_with_gamma_dtype(backend, rng):
     layer = BatchNormalization(np.ones(4, np.float32), np.zeros(4, np.float32))
     layer.forward(rng.standard_normal((3, 4)).astype(np.float32))
     assert layer.running_mean.dtype == np.float32 and layer.running_var.shape == (4,)
 
 
-def test_backward_after_inference_forward_is_an_error(on, rng):
+def test_backward_after_inference_forward_is_an_error(backend, rng):
     layer = BatchNormalization(np.ones(3), np.zeros(3))
     layer.forward(rng.standard_normal((2, 3)), train_flg=False)
     with pytest.raises(RuntimeError, match="BatchNormalization"):
@@ -355,7 +344,7 @@ def test_backward_after_inference_forward_is_an_error(on, rng):
 
 # ---------------------------------------------------------------- the array contract
 
-def test_layers_see_in_place_parameter_updates(on, rng):
+def test_layers_see_in_place_parameter_updates(backend, rng):
     W, b = rng.standard_normal((4, 3, 2, 2)), rng.standard_normal(4)
     conv = Convolution(W, b)
     x = rng.standard_normal((2, 3, 5, 5))
@@ -390,7 +379,7 @@ LAYER_CASES = {
 
 @pytest.mark.parametrize("name", list(LAYER_CASES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dtype_preserved_forward_and_backward(on, rng, name, dtype):
+def test_dtype_preserved_forward_and_backward(backend, rng, name, dtype):
     make, shape = LAYER_CASES[name]
     layer = make(rng, dtype)
     out = layer.forward(rng.standard_normal(shape).astype(dtype))
@@ -403,14 +392,14 @@ def test_dtype_preserved_forward_and_backward(on, rng, name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_softmax_with_loss_dtype(on, rng, dtype):
+def test_softmax_with_loss_dtype(backend, rng, dtype):
     layer = SoftmaxWithLoss()
     loss = layer.forward(rng.standard_normal((4, 3)).astype(dtype), np.array([0, 1, 2, 1]))
     assert isinstance(loss, float)
     assert layer.y.dtype == dtype and layer.backward().dtype == dtype
 
 
-def test_mixed_dtypes_compute_in_the_weights_dtype(on, rng):
+def test_mixed_dtypes_compute_in_the_weights_dtype(backend, rng):
     x32 = rng.standard_normal((2, 4)).astype(np.float32)
     assert Affine(np.ones((4, 3)), np.zeros(3)).forward(x32).dtype == np.float64
     x64 = rng.standard_normal((2, 4))
@@ -439,7 +428,7 @@ def test_backend_looked_up_at_forward_and_kept_for_backward(rng, other):
 
 
 @pytest.mark.parametrize("layer", ["Affine", "Convolution"])
-def test_bias_that_broadcasts_as_in_the_book(on, rng, layer):
+def test_bias_that_broadcasts_as_in_the_book(backend, rng, layer):
     """``x @ W + b`` in the book takes any ``b`` that broadcasts along the output's last
     axis: a scalar, (1,), (n,), (1, n), (1, 1, n) (ints too). Each gives the output of
     the (n,) bias it broadcasts to, and ``db`` is (n,) as in the book."""
@@ -471,7 +460,7 @@ def test_bias_that_broadcasts_as_in_the_book(on, rng, layer):
     assert make(W.astype(np.float32), 0).forward(x).dtype == np.float32
 
 
-def test_bias_broadcast_still_sees_in_place_updates(on, rng):
+def test_bias_broadcast_still_sees_in_place_updates(backend, rng):
     W, b = rng.standard_normal((4, 3)), np.zeros((1, 3))
     layer, x = Affine(W, b), rng.standard_normal((2, 4))
     before = layer.forward(x)

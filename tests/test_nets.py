@@ -10,9 +10,6 @@ from fastzero.layers import Affine, BatchNormalization, Convolution, Dropout, Po
 from fastzero.nets import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
 from fastzero.optimizer import SGD
 
-# Backends every behavioural test runs under (the gradient checks included).
-BACKENDS = ["numpy", "numba"]
-
 TINY_DEEP = dict(
     input_dim=(1, 8, 8),
     conv_param_1={"filter_num": 2, "filter_size": 3, "pad": 1, "stride": 1},
@@ -46,12 +43,6 @@ SMALL_NETS = {
                                    weight_init_std=0.3, **kw), (2, 8, 7), 3),
     "deep_conv": (lambda **kw: DeepConvNet(**TINY_DEEP, **kw), (1, 8, 8), 3),
 }
-
-
-@pytest.fixture(params=BACKENDS)
-def net_backend(request):
-    with fastzero.use_backend(request.param):
-        yield request.param
 
 
 def _data(shape, classes, n=4, seed=0, dtype=np.float64):
@@ -102,7 +93,7 @@ def _numeric_entries(loss, param, indices, h=1e-5):
 
 
 @pytest.mark.parametrize("name", SMALL_NETS)
-def test_backprop_matches_numerical_gradient(net_backend, name):
+def test_backprop_matches_numerical_gradient(backend, name):
     # Up to 10 random entries of every parameter (all of them in the small
     # fully connected nets): each loss evaluation is a full forward pass.
     make, shape, classes = SMALL_NETS[name]
@@ -139,7 +130,7 @@ def test_batchnorm_input_bias_has_no_gradient():
     assert np.max(np.abs(grads["b1"])) < 1e-12 * np.max(np.abs(grads["W1"]))
 
 
-def test_full_size_deep_convnet_directional_derivative(net_backend):
+def test_full_size_deep_convnet_directional_derivative(backend):
     # All 28x28 DeepConvNet parameters at once: d/de loss(params + e*d) at 0
     # must equal <gradient, d> for a random direction d (dropout masks fixed).
     # The step is tiny so that hardly any of the ~10^5 ReLU and max-pool kinks
@@ -166,7 +157,7 @@ def test_full_size_deep_convnet_directional_derivative(net_backend):
 
 
 @pytest.mark.parametrize("name", SMALL_NETS)
-def test_float32_end_to_end(net_backend, name):
+def test_float32_end_to_end(backend, name):
     make, shape, classes = SMALL_NETS[name]
     net32, net64 = make(seed=4, dtype=np.float32), make(seed=4)
     x, t = _data(shape, classes, n=6)
@@ -282,7 +273,7 @@ def test_book_names_and_shapes():
         SimpleConvNet(dtype=np.int32)
 
 
-def test_layers_hold_the_params_arrays(net_backend):
+def test_layers_hold_the_params_arrays(backend):
     make, shape, classes = SMALL_NETS["extend_both"]
     net = make(seed=0)
     x, t = _data(shape, classes)
@@ -304,7 +295,7 @@ def test_weight_decay_term_in_loss():
     assert decayed.last_loss == pytest.approx(decayed.loss(x, t), rel=1e-12)
 
 
-def test_batchnorm_running_statistics_are_buffers(net_backend):
+def test_batchnorm_running_statistics_are_buffers(backend):
     net = MultiLayerNetExtend(6, [5], 3, use_batchnorm=True, seed=0)
     x, t = _data((6,), 3, n=32)
     assert set(net.buffers) == {"running_mean1", "running_var1"}
@@ -321,7 +312,7 @@ def test_batchnorm_running_statistics_are_buffers(net_backend):
                                rtol=1e-10)
 
 
-def test_accuracy_counts_every_sample_and_takes_one_hot(net_backend):
+def test_accuracy_counts_every_sample_and_takes_one_hot(backend):
     net = TwoLayerNet(6, 5, 3, weight_init_std=1.0, seed=0)
     x, t = _data((6,), 3, n=250)
     expected = np.mean(np.argmax(net.predict(x), axis=1) == t)

@@ -13,7 +13,8 @@ from numba.core.dispatcher import Dispatcher
 from fastzero.kernels.cases import CASES
 from fastzero.kernels.numba import (activation, augment, conv, conv_vector, dense, dropout, loss, norm,
                                     optim, pool)
-from fastzero.kernels.numba._jit import FASTMATH
+from fastzero.kernels.numba._jit import FASTMATH, jit
+from fastzero.kernels.numba._parallel import spans
 from test_kernel_cases import DTYPES, FAST, REF, assert_close
 
 #: also run by CI's bounds-checked job (NUMBA_BOUNDSCHECK=1)
@@ -206,3 +207,33 @@ def test_float32_kernels_never_widen_to_float64():
             assert bodies and not any("fpext" in body for body in bodies), f"{name}{sig}"
             checked.add((name, sig))
     assert {name for name, _ in checked} == {name for name, _ in kernels}
+
+
+@jit
+def _count_body(lo, hi, counts):
+    counts = counts[lo:hi]
+    for i in range(counts.size):
+        counts[i] += 1
+
+
+_count_light = spans(_count_body, "counts.size")
+_count_heavy = spans(_count_body, "counts.size", "1 << 12")
+
+
+@pytest.mark.parametrize("n", [1, 7, 1 << 12, 100_003])
+def test_a_span_driver_runs_its_body_once_on_every_item(n):
+    """Serially (light work) and over prange spans (heavy work), each item exactly once."""
+    for driver in (_count_light, _count_heavy):
+        counts = np.zeros(n, np.int64)
+        driver(counts)
+        assert (counts == 1).all()
+
+
+def test_a_span_body_takes_lo_and_hi_first():
+    def body(x, out):
+        pass
+
+    with pytest.raises(TypeError, match=r"takes \(lo, hi, \*args\)"):
+        spans(body, "x.size")
+    with pytest.raises(TypeError, match="leading underscore"):
+        spans(lambda lo, hi, _n: None, "_n.size")

@@ -4,21 +4,11 @@ import math
 import numpy as np
 import pytest
 
-import fastzero
 from fastzero.layers import Affine
 from fastzero.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
-# Backends these tests run on; add "numba" (or use conftest's `backend` fixture)
-# once the numba backend is in.
-BACKENDS = ["numpy", "numba"]
 STEPS = 3
 EPS = 1e-7
-
-
-@pytest.fixture(params=BACKENDS)
-def on(request):
-    with fastzero.use_backend(request.param):
-        yield request.param
 
 
 def reference_steps(name, p, grads, **hp):
@@ -61,7 +51,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("cls, hp", CASES, ids=[c.__name__ for c, _ in CASES])
-def test_steps_match_formula_and_update_in_place(on, rng, cls, hp):
+def test_steps_match_formula_and_update_in_place(backend, rng, cls, hp):
     W, b = rng.standard_normal((3, 4)), rng.standard_normal(4)
     params = {"W": W, "b": b}
     W0, b0 = W.copy(), b.copy()
@@ -86,7 +76,7 @@ def test_book_defaults(cls):
     assert {k: getattr(opt, k) for k in defaults} == defaults
 
 
-def test_adam_iter_counts_steps(on, rng):
+def test_adam_iter_counts_steps(backend, rng):
     opt = Adam()
     p = {"w": np.zeros(3)}
     for _ in range(4):
@@ -97,7 +87,7 @@ def test_adam_iter_counts_steps(on, rng):
 
 
 @pytest.mark.parametrize("cls, hp", CASES, ids=[c.__name__ for c, _ in CASES])
-def test_float32_params_and_state_stay_float32(on, rng, cls, hp):
+def test_float32_params_and_state_stay_float32(backend, rng, cls, hp):
     W = rng.standard_normal((5, 2)).astype(np.float32)
     opt = cls(**hp)
     opt.update({"W": W}, {"W": rng.standard_normal((5, 2)).astype(np.float32)})
@@ -107,7 +97,7 @@ def test_float32_params_and_state_stay_float32(on, rng, cls, hp):
             assert arr.dtype == np.float32
 
 
-def test_layer_sees_the_optimizer_update(on, rng):
+def test_layer_sees_the_optimizer_update(backend, rng):
     W, b = rng.standard_normal((4, 2)), np.zeros(2)
     layer = Affine(W, b)
     x = rng.standard_normal((3, 4))
@@ -119,7 +109,7 @@ def test_layer_sees_the_optimizer_update(on, rng):
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-13)
 
 
-def test_hyperparameters_read_at_update(on):
+def test_hyperparameters_read_at_update(backend):
     opt = SGD(lr=1.0)
     p = {"w": np.ones(2)}
     opt.lr = np.float64(0.25)  # the book's hyper-parameter search sets numpy floats
@@ -129,26 +119,26 @@ def test_hyperparameters_read_at_update(on):
 
 # ---------------------------------------------------------------- validation
 
-def test_keys_must_match(on):
+def test_keys_must_match(backend):
     with pytest.raises(ValueError, match="SGD.update.*missing in grads: \\['b'\\]"):
         SGD().update({"W": np.ones(2), "b": np.ones(2)}, {"W": np.ones(2)})
 
 
-def test_grad_shape_must_match_and_dtype_be_real(on):
+def test_grad_shape_must_match_and_dtype_be_real(backend):
     with pytest.raises(ValueError, match=r"grads\['W'\] has shape \(3,\), params\['W'\] has \(2,\)"):
         Momentum().update({"W": np.ones(2)}, {"W": np.ones(3)})
     with pytest.raises(TypeError, match="complex"):
         Adam().update({"W": np.ones(2)}, {"W": np.ones(2, np.complex128)})
 
 
-def test_read_only_param_rejected(on):
+def test_read_only_param_rejected(backend):
     p = np.ones(3)
     p.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
         RMSprop().update({"w": p}, {"w": np.ones(3)})
 
 
-def test_nothing_updated_when_one_key_is_bad(on):
+def test_nothing_updated_when_one_key_is_bad(backend):
     good = np.ones(3)
     adam = Adam()
     with pytest.raises(ValueError):
@@ -157,7 +147,7 @@ def test_nothing_updated_when_one_key_is_bad(on):
     assert adam.iter == 0
 
 
-def test_state_shape_change_is_an_error(on):
+def test_state_shape_change_is_an_error(backend):
     opt = Momentum()
     opt.update({"w": np.ones(3)}, {"w": np.ones(3)})
     with pytest.raises(ValueError, match="state was created for"):
@@ -173,7 +163,7 @@ def test_bad_hyperparameters(make):
         make()
 
 
-def test_nesterov_is_the_books_current_update(on, rng):
+def test_nesterov_is_the_books_current_update(backend, rng):
     """The book's ``Nesterov.update`` (``common/optimizer.py``), step by step: the
     parameter moves by ``momentum**2 * v - (1 + momentum) * lr * grad`` with the
     velocity ``v`` of the previous step, and only then is ``v`` updated."""
@@ -195,7 +185,7 @@ def test_nesterov_is_the_books_current_update(on, rng):
 # ------------------------------------------- what the book's optimizers take
 
 @pytest.mark.parametrize("cls, hp", CASES, ids=[c.__name__ for c, _ in CASES])
-def test_python_floats_in_params_follow_the_books_formulas(on, cls, hp):
+def test_python_floats_in_params_follow_the_books_formulas(backend, cls, hp):
     """``ch06/optimizer_compare_naive.py``: params and grads are Python floats; the
     dict entries are replaced by the stepped values, as the book's ``-=`` on a float does."""
     params = {"x": -7.0, "y": 2.0}
@@ -216,7 +206,7 @@ def test_python_floats_in_params_follow_the_books_formulas(on, cls, hp):
 
 
 @pytest.mark.parametrize("cls, hp", CASES, ids=[c.__name__ for c, _ in CASES])
-def test_scalars_lists_and_int_arrays_are_stepped_like_floats(on, rng, cls, hp):
+def test_scalars_lists_and_int_arrays_are_stepped_like_floats(backend, rng, cls, hp):
     """NumPy scalars keep their float dtype; int arrays and lists (which cannot hold
     the step) are replaced by float64 arrays holding the book's values."""
     g = [rng.standard_normal(3) for _ in range(STEPS)]
@@ -238,7 +228,7 @@ def test_scalars_lists_and_int_arrays_are_stepped_like_floats(on, rng, cls, hp):
         np.testing.assert_allclose(params[k], expected, rtol=rtol, atol=rtol * 1e-2)
 
 
-def test_gradient_of_another_dtype_is_computed_in_the_params_dtype(on, rng):
+def test_gradient_of_another_dtype_is_computed_in_the_params_dtype(backend, rng):
     W = rng.standard_normal(4)
     W0 = W.copy()
     g = rng.standard_normal(4).astype(np.float32)
@@ -252,7 +242,7 @@ def test_gradient_of_another_dtype_is_computed_in_the_params_dtype(on, rng):
 
 
 @pytest.mark.parametrize("cls, hp", CASES, ids=[c.__name__ for c, _ in CASES])
-def test_contiguous_float_arrays_go_to_the_kernel_without_a_copy(on, rng, monkeypatch, cls, hp):
+def test_contiguous_float_arrays_go_to_the_kernel_without_a_copy(backend, rng, monkeypatch, cls, hp):
     """float32/float64 C-contiguous parameters are stepped in place by the kernel itself:
     the copy-and-write-back path is never taken for them."""
     from fastzero import _validate
@@ -269,7 +259,7 @@ def test_contiguous_float_arrays_go_to_the_kernel_without_a_copy(on, rng, monkey
     assert not np.all(params["b"] == 0)
 
 
-def test_gradient_broadcasts_to_the_param_as_in_the_book(on):
+def test_gradient_broadcasts_to_the_param_as_in_the_book(backend):
     """A (1, M) bias gets the layer's (M,) ``db``: ``params[key] -= lr * grads[key]``."""
     b = np.ones((1, 3))
     params = {"b": b}
@@ -280,7 +270,7 @@ def test_gradient_broadcasts_to_the_param_as_in_the_book(on):
         SGD().update(params, {"b": np.ones(2)})
 
 
-def test_float16_param_is_stepped_in_float32_and_written_back_in_place(on, rng):
+def test_float16_param_is_stepped_in_float32_and_written_back_in_place(backend, rng):
     """ch08/half_float_network.py casts parameters to float16: such an array keeps its
     identity and dtype; the step is computed in float32 and rounded back."""
     p = rng.standard_normal(5).astype(np.float16)

@@ -41,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="with --peers at 2 or more threads: rounds of alternating "
                         "processes (default 3)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by the calling thread's CPU time instead of the wall clock, "
+                        "so that other processes taking the core do not count (with --threads 1)")
+    parser.add_argument("--no-vector", action="store_true",
+                        help="convolutions without the vector tiles (BLAS and loops), to see what "
+                        "the tiles bring")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -54,7 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not cases:
         parser.error(f"no case matches {args.cases}; see --list")
+    if args.cpu_time and args.threads != 1:
+        parser.error("--cpu-time counts the calling thread only: use it with --threads 1")
     import fastzero
+
+    from .machine import disable_vector_tiles
+    from .timing import CPU, WALL
+
+    if args.no_vector:
+        disable_vector_tiles()
+    clock = CPU if args.cpu_time else WALL
 
     if args.threads is not None:
         try:
@@ -76,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = compare(nets, args.dtype, fastzero.get_num_threads(), args.layers,
                          repeat=args.repeat or (3 if args.quick else 7),
                          min_sample=0.01 if args.quick else 0.05, rounds=args.rounds,
-                         progress=progress)
+                         progress=progress, clock=clock)
         print(json.dumps(report, indent=2) if args.json else format_peers(report))
         return 0
     report = run_benchmarks(
@@ -87,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         coldstart=not args.quick if args.coldstart is None else args.coldstart,
         threads=args.threads or 0,
         progress=progress,
+        clock=clock,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

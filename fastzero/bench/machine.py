@@ -50,3 +50,18 @@ def gemm_rate(dtype: Any, threads: int, n: int = 2048, repeat: int = 3) -> float
             np.matmul(a, b, out=out)
             best = min(best, time.perf_counter() - start)
     return 2.0 * n**3 / best
+
+
+def disable_vector_tiles() -> None:
+    """Send every convolution of this process to BLAS and loops instead of the vector
+    tiles of :mod:`fastzero.kernels.numba.conv_vector` (to see what the tiles bring)."""
+    from fastzero.kernels.numba import conv
+
+    conv.VECTOR_MIN_TAPS = 1 << 62
+
+
+def vector_tiles() -> bool:
+    """False once :func:`disable_vector_tiles` ran in this process."""
+    from fastzero.kernels.numba import conv
+
+    return conv.VECTOR_MIN_TAPS < 1 << 62

@@ -20,12 +20,14 @@ from collections import OrderedDict
 import statistics
 import subprocess
 import sys
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .cases import BATCH, TrainState, make_net, train_step
 from .flops import layers_of, network_work, step_flops
+from .machine import disable_vector_tiles, vector_tiles
 
 #: The networks compared with PyTorch.
 PEER_NETS: tuple[str, ...] = ("SimpleConvNet", "DeepConvNet")
@@ -218,21 +220,24 @@ def set_threads(threads: int, with_torch: bool) -> None:
         torch.set_num_threads(threads)
 
 
-def _measure(works: dict[str, Callable[[], Any]], repeat: int, min_sample: float) -> dict:
+def _measure(works: dict[str, Callable[[], Any]], repeat: int, min_sample: float,
+             clock: Callable[[], float] = time.perf_counter) -> dict:
     from . import timing
 
     # settle briefly: at one thread no BLAS pool is left spinning, at more each
     # system runs in its own process
     return timing.measure(works, repeat, min_sample, backends=dict.fromkeys(works, "numba"),
-                          settle=0.02)
+                          settle=0.02, clock=clock)
 
 
 _CHILD = "import sys; from fastzero.bench.peers import _child; _child(*sys.argv[1:])"
 
 
 def _child(system: str, name: str, dtype: str, threads: str, layers: str, repeat: str,
-           min_sample: str) -> None:
+           min_sample: str, vector: str) -> None:
     """In a fresh interpreter: median seconds of one system's works, printed as JSON."""
+    if vector == "0":
+        disable_vector_tiles()
     set_threads(int(threads), with_torch=system == "pytorch")
     works = _works(system, name, dtype, layers == "1")
     print(json.dumps(_measure(works, int(repeat), float(min_sample))))
@@ -240,7 +245,8 @@ def _child(system: str, name: str, dtype: str, threads: str, layers: str, repeat
 
 def _in_subprocess(system: str, name: str, dtype: str, threads: int, layers: bool, repeat: int,
                    min_sample: float) -> dict[str, float]:
-    argv = [system, name, dtype, str(threads), "1" if layers else "0", str(repeat), str(min_sample)]
+    argv = [system, name, dtype, str(threads), "1" if layers else "0", str(repeat), str(min_sample),
+            "1" if vector_tiles() else "0"]
     proc = subprocess.run([sys.executable, "-c", _CHILD, *argv], capture_output=True, text=True,
                           check=False)
     if proc.returncode != 0:
@@ -249,11 +255,13 @@ def _in_subprocess(system: str, name: str, dtype: str, threads: int, layers: boo
 
 
 def measure_pair(name: str, dtype: str, threads: int, layers: bool = False, repeat: int = 7,
-                 min_sample: float = 0.05, rounds: int = 3) -> dict[str, dict[str, float]]:
+                 min_sample: float = 0.05, rounds: int = 3,
+                 clock: Callable[[], float] = time.perf_counter) -> dict[str, dict[str, float]]:
     """Median seconds of fastzero's and PyTorch's works: ``{system: {work: seconds}}``.
 
-    At 1 thread both run here, interleaved; at more, each system runs in its own
-    process, alternating for ``rounds`` rounds (the median over the rounds).
+    At 1 thread both run here, interleaved, timed on ``clock``; at more, each
+    system runs in its own process, alternating for ``rounds`` rounds (the
+    median over the rounds), timed on the wall clock.
     """
     if threads == 1:
         import torch
@@ -265,7 +273,7 @@ def measure_pair(name: str, dtype: str, threads: int, layers: bool = False, repe
         try:
             works = {f"{system}:{label}": work for system in SYSTEMS
                      for label, work in _works(system, name, dtype, layers).items()}
-            t = _measure(works, repeat, min_sample)
+            t = _measure(works, repeat, min_sample, clock)
         finally:
             fastzero.set_num_threads(before[0])
             torch.set_num_threads(before[1])
@@ -282,14 +290,17 @@ def measure_pair(name: str, dtype: str, threads: int, layers: bool = False, repe
 
 def compare(nets: Sequence[str] = PEER_NETS, dtypes: Sequence[str] = ("float64", "float32"),
             threads: int = 1, layers: bool = False, repeat: int = 7, min_sample: float = 0.05,
-            rounds: int = 3, progress: Callable[[str], None] | None = None) -> dict:
+            rounds: int = 3, progress: Callable[[str], None] | None = None,
+            clock: Callable[[], float] = time.perf_counter) -> dict:
     """fastzero beside PyTorch, as a JSON-ready report (``{"skipped": reason}`` without torch)."""
     missing = torch_missing()
     if missing:
         return {"skipped": missing}
     import torch
 
+    from . import timing
     from .machine import gemm_rate, numba_cpu, numpy_blas
+    from .report import clock_name
 
     if progress:
         progress(f"GEMM rate at {threads} thread(s)")
@@ -297,6 +308,8 @@ def compare(nets: Sequence[str] = PEER_NETS, dtypes: Sequence[str] = ("float64",
         "threads": threads, "batch": BATCH, "repeat": repeat,
         "rounds": rounds if threads > 1 else None,
         "blas": numpy_blas(), "numba_cpu": numba_cpu(), "torch": torch.__version__,
+        "clock": clock_name(clock) if threads == 1 else clock_name(timing.WALL),
+        "vector_tiles": vector_tiles(),
         "gemm_rate": {dtype: gemm_rate(dtype, threads) for dtype in dtypes},
     }
     rows, layer_rows = [], []
@@ -305,7 +318,7 @@ def compare(nets: Sequence[str] = PEER_NETS, dtypes: Sequence[str] = ("float64",
         for dtype in dtypes:
             if progress:
                 progress(f"{name} {dtype}")
-            t = measure_pair(name, dtype, threads, layers, repeat, min_sample, rounds)
+            t = measure_pair(name, dtype, threads, layers, repeat, min_sample, rounds, clock)
             rows.append({"net": name, "dtype": dtype, "flops": total, "forward_flops": forward,
                          "fastzero": t["fastzero"]["step"], "pytorch": t["pytorch"]["step"]})
             if layers:

@@ -55,6 +55,7 @@ def format_report(report: dict) -> str:
         f"threads {meta['threads']} | numpy {meta['numpy']} | numba {meta['numba']} | "
         f"python {meta['python']} | {meta['machine']}",
         *([_blas_line(meta)] if "blas" in meta else []),
+        *([_setup_line(meta)] if "clock" in meta else []),
         f"speed-up = {REFERENCE} ms / {FAST} ms; target = the least speed-up asked of a case, "
         "in float64 only",
         "",
@@ -83,17 +84,29 @@ def format_report(report: dict) -> str:
     return "\n".join(out)
 
 
-def _meta(repeat: int) -> dict:
+def clock_name(clock: timing.Clock) -> str:
+    """How a report's samples were timed."""
+    return "thread CPU time" if clock is timing.CPU else "wall time"
+
+
+def _setup_line(meta: dict) -> str:
+    return (f"timed by {meta['clock']} | convolution vector tiles "
+            f"{'on' if meta['vector_tiles'] else 'off (--no-vector)'}")
+
+
+def _meta(repeat: int, clock: timing.Clock = timing.WALL) -> dict:
     import platform
 
     import numba
 
     from fastzero._threads import get_num_threads
 
-    from .machine import numba_cpu, numpy_blas
+    from .machine import numba_cpu, numpy_blas, vector_tiles
 
     return {
         "repeat": repeat,
+        "clock": clock_name(clock),
+        "vector_tiles": vector_tiles(),
         "threads": get_num_threads(),
         "numpy": np.__version__,
         "blas": numpy_blas(),
@@ -112,6 +125,7 @@ def run_benchmarks(
     coldstart: bool = True,
     threads: int = 0,
     progress: Callable[[str], None] | None = None,
+    clock: timing.Clock = timing.WALL,
 ) -> dict:
     """Measure ``cases`` under both backends; return a JSON-ready report."""
     rows = []
@@ -119,10 +133,10 @@ def run_benchmarks(
         for dtype in dtypes:
             if progress:
                 progress(f"{case.name} {dtype}")
-            t = timing.compare(case, dtype, repeat, min_sample)
+            t = timing.compare(case, dtype, repeat, min_sample, clock)
             rows.append({"case": case.name, "dtype": dtype, REFERENCE: t[REFERENCE], FAST: t[FAST],
                          "speedup": t[REFERENCE] / t[FAST], "target": case.target_for(dtype)})
-    report: dict[str, Any] = {"meta": _meta(repeat), "cases": rows}
+    report: dict[str, Any] = {"meta": _meta(repeat, clock), "cases": rows}
     if FLOAT32_CASE in {c.name for c in cases} and {"float32", "float64"} <= set(dtypes):
         # Its own interleaved samples: two medians taken minutes apart would
         # also compare the machine's load at those two moments.
@@ -130,7 +144,8 @@ def run_benchmarks(
             progress(f"{FLOAT32_CASE} float32 vs float64")
         case = CASES_BY_NAME[FLOAT32_CASE]
         works = {dtype: timing.prepare(case, FAST, dtype) for dtype in ("float64", "float32")}
-        t = timing.measure(works, repeat, min_sample, backends=dict.fromkeys(works, FAST))
+        t = timing.measure(works, repeat, min_sample, backends=dict.fromkeys(works, FAST),
+                           clock=clock)
         report["float32_vs_float64"] = dict(t, ratio=t["float64"] / t["float32"])
     if coldstart:
         report["cold_start"] = []
@@ -168,6 +183,7 @@ def format_peers(report: dict) -> str:
         f"fastzero bench --peers: one training step (gradient + Adam), batch {meta['batch']}, "
         f"median ms of {meta['repeat']} samples, {threads} thread(s), {how}",
         f"{_blas_line(meta)} | torch {meta['torch']}",
+        *([_setup_line(meta)] if "clock" in meta else []),
         "GEMM rate (numpy, 2048x2048 matmul, {} thread(s)): {}".format(
             threads, ", ".join(f"{d} {r / 1e9:.1f} GFLOP/s" for d, r in gemm.items())),
         "GFLOP/s = the step's convolution and affine operations (backward = 2x forward) / "

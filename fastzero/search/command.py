@@ -21,8 +21,9 @@ __all__ = ["make_parser", "main", "settings_from_args"]
 
 def make_parser() -> argparse.ArgumentParser:
     from fastzero import available_backends
+    from fastzero._backend import DEFAULT_BACKEND
     from fastzero.search.trial import NETS
-    from fastzero.trainer import OPTIMIZERS
+    from fastzero.optimizer import OPTIMIZERS
 
     p = argparse.ArgumentParser(
         prog="fastzero search",
@@ -65,7 +66,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="search seed: trial i's parameters and training follow from (seed, i)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
-    p.add_argument("--backend", choices=available_backends(), default="numba")
+    p.add_argument("--backend", choices=available_backends(), default=DEFAULT_BACKEND)
     p.add_argument("--train-size", type=int, default=500,
                    help="first N MNIST training samples, validation included (default: 500)")
     p.add_argument("--val-rate", type=float, default=0.2,

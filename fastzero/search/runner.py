@@ -34,11 +34,11 @@ __all__ = ["MISSING_DASK", "require_dask", "default_workers", "local_cluster", "
 
 #: Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap
 #: threshold: every array of 128 KiB or more is then mapped and unmapped at each training step,
-#: and a trial takes about 1.5x as long. None unsets it.
+#: and trials run markedly slower. None unsets it.
 PRE_SPAWN_MALLOC = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 #: The LocalCluster's worker settings: no MALLOC_TRIM_THRESHOLD_, and no statistical profiler
 #: (a thread that takes the GIL every 10 ms: on a loaded machine each hand-over waits for the
-#: OS to schedule it, and 4 trials took 9.5 s with it, 7.2 s without, medians of 3, interleaved).
+#: OS to schedule it, which slows every trial down).
 WORKER_CONFIG = {PRE_SPAWN_MALLOC: None, "distributed.worker.profile.enabled": False}
 MALLOC_ADVICE = ("on the worker hosts, put 'distributed: {nanny: {pre-spawn-environ: "
                  "{MALLOC_TRIM_THRESHOLD_: null}}}' in a Dask config file "

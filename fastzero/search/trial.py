@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from fastzero._backend import DEFAULT_BACKEND
+
 __all__ = ["NETS", "TrialConfig", "SearchData", "TrialState", "build_net", "final_accuracy",
            "run_trial", "split_validation"]
 
@@ -41,7 +43,7 @@ class TrialConfig:
     hidden_layers: int = 6
     optimizer: str = "sgd"
     dtype: str = "float64"
-    backend: str = "numba"
+    backend: str = DEFAULT_BACKEND
     threads: int = 1
     sampling: str = "shuffle"
     fixed: dict[str, float] = field(default_factory=lambda: {

@@ -9,26 +9,27 @@ rows or columns) of about :data:`SPAN_WORK` operations each, and ``prange``
 hands the spans to the threads.
 
 Every kernel follows one pattern: the arithmetic lives once, in a serial
-``@jit`` body, and a ``@pjit`` driver either calls it on the whole arrays or
-maps it over the spans, handing each span to the body as *views*
-(``x[lo:hi]``)::
+``@jit`` body ``body(lo, hi, *args)`` that works on items ``lo:hi``, and
+:func:`spans` makes the one ``@pjit`` driver that either calls it on all
+items or maps it over the spans::
 
-    k = n_spans(n, cost)
-    if k == 1:
-        _body(x, out)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _body(x[lo:hi], out[lo:hi])
+    @jit
+    def _scale_body(lo, hi, x, factor, out):
+        x, out = x[lo:hi], out[lo:hi]
+        for i in range(x.shape[0]):
+            out[i] = factor * x[i]
 
-Bodies loop ``for i in range(x.shape[0])``, from zero. That is what makes
-them fast: with ``range(lo, hi)`` over runtime bounds numba cannot prove an
-index non-negative, wraps every access for negative indexing, and LLVM no
-longer vectorises the loop (a ReLU over 1.7M float64 took 13 ms instead of
-1.8 ms). A leading-axis slice of a C-contiguous array is C-contiguous, so
-both calls compile to the same signature. Bodies over column spans (the
-reductions down the rows of an ``(N, D)`` matrix) take the bounds and slice
-each row, ``a[i, lo:hi]``, before their inner loop.
+    _scale = spans(_scale_body)
+    _scale(x.size, 1, x, factor, out)      # n items, cost operations per item
+
+Bodies slice their arrays first and then loop ``for i in range(x.shape[0])``,
+from zero. That is what makes them fast: with ``range(lo, hi)`` over runtime
+bounds numba cannot prove an index non-negative, wraps every access for
+negative indexing, and LLVM does not vectorise the loop, which then runs
+several times slower. A leading-axis slice of a
+C-contiguous array is C-contiguous, so the views have the arguments' types.
+Bodies over column spans (the reductions down the rows of an ``(N, D)``
+matrix) slice each row, ``a[i, lo:hi]``, before their inner loop.
 
 Reductions never cross a span (each span owns whole rows or whole columns
 and sums them in a fixed order), so results do not depend on the partition
@@ -36,7 +37,11 @@ or on the thread count.
 """
 from __future__ import annotations
 
-from fastzero.kernels.numba._jit import jit
+import inspect
+
+from numba import prange
+
+from fastzero.kernels.numba._jit import jit, pjit
 
 #: Fewer element operations than this run serially on the calling thread.
 PARALLEL_MIN = 1 << 15
@@ -57,3 +62,53 @@ def n_spans(n, cost):
 def span(s, k, n):
     """Bounds ``(lo, hi)`` of span ``s`` of ``k`` over ``n`` items."""
     return s * n // k, (s + 1) * n // k
+
+
+#: The driver's source; its own names start with ``_`` so as not to meet the body's.
+_DRIVER = """
+def {name}({params}):
+    _n = {n}
+    _k = n_spans(_n, {cost})
+    if _k == 1:
+        _body(0, _n, {params})
+    else:
+        for _s in prange(_k):
+            _lo, _hi = span(_s, _k, _n)
+            _body(_lo, _hi, {params})
+"""
+
+
+def spans(body, n: str, cost: str = "1"):
+    """The ``@pjit`` driver of ``body(lo, hi, *args)``: called as ``driver(*args)``.
+
+    ``n`` (the number of items) and ``cost`` (operations per item) are
+    expressions over ``body``'s parameters and its module's globals, such as
+    ``"x.shape[0]"`` and ``"SOFTMAX_COST * x.shape[1]"``. The driver runs
+    ``body`` on all items at once when :func:`n_spans` finds the work too
+    small to share, else on every span, in ``prange``.
+
+    The driver is compiled from :data:`_DRIVER`, written out with ``body``'s
+    parameters: it takes the arguments the kernel takes, so a call costs what
+    a hand-written driver's does; a generic ``driver(n, cost, *args)`` would
+    add two arguments and a star-argument tuple to every call, which shows
+    on the small calls of a book-size network. Its code is attributed to
+    ``body``'s source file, at ``body``'s line, so that numba caches it beside
+    the body and the entry goes stale when that file changes. A closure over
+    ``body`` would not do: numba's cache key hashes a closure's cells, and a
+    dispatcher hashes differently in every process.
+    """
+    func = getattr(body, "py_func", body)  # a plain function under NUMBA_DISABLE_JIT
+    params = list(inspect.signature(func).parameters)
+    if params[:2] != ["lo", "hi"] or any(p.startswith("_") for p in params):
+        raise TypeError(f"{func.__name__}: a span body takes (lo, hi, *args), "
+                        "none of them named with a leading underscore")
+    name = f"{func.__name__}_spans"
+    source = _DRIVER.format(name=name, params=", ".join(params[2:]), n=n, cost=cost)
+    line = func.__code__.co_firstlineno
+    code = compile("\n" * (line - 2) + source, func.__code__.co_filename, "exec")
+    namespace = {**func.__globals__, "n_spans": n_spans, "span": span, "prange": prange,
+                 "_body": body}
+    exec(code, namespace)
+    driver = namespace[name]
+    driver.__module__ = func.__module__
+    return pjit(driver)

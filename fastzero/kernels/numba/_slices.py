@@ -3,19 +3,18 @@
 Every matrix product of the numba backend (convolution and affine) runs
 here: each of ``T`` threads takes a contiguous slice (of the batch, or of the
 work of a layer) and does everything for it, serial numba kernels
-(``nogil``) and *single-threaded* BLAS, from start to end. Two measured
-reasons, 2 cores, float64, batch 100:
+(``nogil``) and *single-threaded* BLAS, from start to end. Two reasons,
+both measured (docs/speed.md):
 
 * A convolution alternates data movement (numba) with products (BLAS) on
   blocks of a few samples. As numba ``prange`` regions between
   multi-threaded BLAS calls, every block handed the cores from one thread
-  pool to the other and back, 25 to 100 times per call: SimpleConvNet conv1
-  forward plus backward took 19.8 ms that way, 11.2 ms this way.
+  pool to the other and back, 25 to 100 times per call, each hand-over a
+  wait for the other pool's threads to wake.
 * After a multi-threaded product, OpenBLAS's workers spin for about 0.1 s
   (``OPENBLAS_THREAD_TIMEOUT``, read only when numpy loads) and take a core
-  from whatever runs next: conv1 right after a 2-thread GEMM took 22 ms
-  instead of 11.7. With every product of a training step single-threaded,
-  OpenBLAS's workers never wake.
+  from whatever runs next. With every product of a training step
+  single-threaded, OpenBLAS's workers never wake.
 
 ``T`` is :func:`fastzero.get_num_threads` of the calling thread, so
 :func:`fastzero.set_num_threads` governs these kernels too. A call of fewer

@@ -7,14 +7,14 @@ kernel compiles once per dtype whatever the number of dimensions, and one
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from fastzero.kernels.numba._jit import jit, pjit
-from fastzero.kernels.numba._parallel import n_spans, span
+from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._parallel import spans
 
 
 @jit
-def _relu_forward_body(x, out, mask):
+def _relu_forward_body(lo, hi, x, out, mask):
+    x, out, mask = x[lo:hi], out[lo:hi], mask[lo:hi]
     zero = x.dtype.type(0)
     for i in range(x.size):
         off = x[i] <= zero
@@ -22,37 +22,17 @@ def _relu_forward_body(x, out, mask):
         out[i] = zero if off else x[i]
 
 
-@pjit
-def _relu_forward(x, out, mask):
-    k = n_spans(x.size, 1)
-    if k == 1:
-        _relu_forward_body(x, out, mask)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, x.size)
-            _relu_forward_body(x[lo:hi], out[lo:hi], mask[lo:hi])
-
-
 @jit
-def _relu_backward_body(dout, mask, dx):
+def _relu_backward_body(lo, hi, dout, mask, dx):
+    dout, mask, dx = dout[lo:hi], mask[lo:hi], dx[lo:hi]
     zero = dout.dtype.type(0)
     for i in range(dout.size):
         dx[i] = zero if mask[i] else dout[i]
 
 
-@pjit
-def _relu_backward(dout, mask, dx):
-    k = n_spans(dout.size, 1)
-    if k == 1:
-        _relu_backward_body(dout, mask, dx)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, dout.size)
-            _relu_backward_body(dout[lo:hi], mask[lo:hi], dx[lo:hi])
-
-
 @jit
-def _sigmoid_forward_body(x, out):
+def _sigmoid_forward_body(lo, hi, x, out):
+    x, out = x[lo:hi], out[lo:hi]
     one = x.dtype.type(1)
     for i in range(x.size):
         if x[i] >= 0:
@@ -62,33 +42,21 @@ def _sigmoid_forward_body(x, out):
             out[i] = e / (one + e)
 
 
-@pjit
-def _sigmoid_forward(x, out):
-    k = n_spans(x.size, 8)  # exp and a division: ~8 operations
-    if k == 1:
-        _sigmoid_forward_body(x, out)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, x.size)
-            _sigmoid_forward_body(x[lo:hi], out[lo:hi])
-
-
 @jit
-def _sigmoid_backward_body(dout, out, dx):
+def _sigmoid_backward_body(lo, hi, dout, out, dx):
+    dout, out, dx = dout[lo:hi], out[lo:hi], dx[lo:hi]
     one = out.dtype.type(1)
     for i in range(out.size):
         dx[i] = dout[i] * (one - out[i]) * out[i]
 
 
-@pjit
-def _sigmoid_backward(dout, out, dx):
-    k = n_spans(out.size, 1)
-    if k == 1:
-        _sigmoid_backward_body(dout, out, dx)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, out.size)
-            _sigmoid_backward_body(dout[lo:hi], out[lo:hi], dx[lo:hi])
+#: Operations per sigmoid element: an exp and a division.
+SIGMOID_COST = 8
+
+_relu_forward = spans(_relu_forward_body, "x.size")
+_relu_backward = spans(_relu_backward_body, "dout.size")
+_sigmoid_forward = spans(_sigmoid_forward_body, "x.size", "SIGMOID_COST")
+_sigmoid_backward = spans(_sigmoid_backward_body, "out.size")
 
 
 def relu_forward(x: np.ndarray):

@@ -7,10 +7,9 @@ on the thread count.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from fastzero.kernels.numba._jit import jit, pjit
-from fastzero.kernels.numba._parallel import n_spans, span
+from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._parallel import spans
 
 
 @jit
@@ -40,8 +39,9 @@ def _blur_body(field, taps, padded_rows, padded_cols, out):
 
 
 @jit
-def _blur_span(field, taps, out):
-    """One thread's samples, with its own padded buffers (zero borders set once)."""
+def _blur_span(lo, hi, field, taps, out):
+    """Samples ``lo:hi``, with their own padded buffers (zero borders set once)."""
+    field, out = field[lo:hi], out[lo:hi]
     h, w = field.shape[1], field.shape[2]
     r = taps.size // 2
     padded_rows = np.zeros((h, w + 2 * r), field.dtype)
@@ -49,16 +49,8 @@ def _blur_span(field, taps, out):
     _blur_body(field, taps, padded_rows, padded_cols, out)
 
 
-@pjit
-def _separable_blur(field, taps, out):
-    n = field.shape[0]
-    k = n_spans(n, field.shape[1] * field.shape[2] * taps.size * 2)
-    if k == 1:
-        _blur_span(field, taps, out)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _blur_span(field[lo:hi], taps, out[lo:hi])
+_separable_blur = spans(_blur_span, "field.shape[0]",
+                        "field.shape[1] * field.shape[2] * taps.size * 2")
 
 
 def separable_blur(field: np.ndarray, taps: np.ndarray) -> np.ndarray:
@@ -70,7 +62,8 @@ def separable_blur(field: np.ndarray, taps: np.ndarray) -> np.ndarray:
 
 
 @jit
-def _sample_body(x, src_y, src_x, out):
+def _sample_body(lo, hi, x, src_y, src_x, out):
+    x, src_y, src_x, out = x[lo:hi], src_y[lo:hi], src_x[lo:hi], out[lo:hi]
     n, c, h, w = x.shape
     one = x.dtype.type(1)
     low, height, width = x.dtype.type(-1), x.dtype.type(h), x.dtype.type(w)  # no widening
@@ -98,16 +91,8 @@ def _sample_body(x, src_y, src_x, out):
                             out[s, ch, i, j] += weight * x[s, ch, yy, xx]
 
 
-@pjit
-def _bilinear_sample(x, src_y, src_x, out):
-    n = x.shape[0]
-    k = n_spans(n, out.shape[1] * out.shape[2] * out.shape[3] * 16)
-    if k == 1:
-        _sample_body(x, src_y, src_x, out)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _sample_body(x[lo:hi], src_y[lo:hi], src_x[lo:hi], out[lo:hi])
+_bilinear_sample = spans(_sample_body, "x.shape[0]",
+                         "out.shape[1] * out.shape[2] * out.shape[3] * 16")
 
 
 def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.ndarray:

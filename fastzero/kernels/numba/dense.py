@@ -6,26 +6,21 @@ inside a ``prange`` body). Like the convolution's, they run on
 OpenBLAS's own workers never wake and spin (see that module). The forward
 splits the rows of ``x``. The backward shares out the two products whole
 where it can: with 2 threads one computes ``dx`` and the other ``dW``
-(with more, each takes an equal run of their rows), because a product
-split in halves ran 15-25 % slower on one core than whole. Forward plus
-backward, 4320x100, batch 100, 2 threads, median of 15 interleaved runs
-(ms, float64 / float32): rows of both products on each thread 7.79 / 3.70,
-whole products 7.19 / 3.48, the reference (2-thread BLAS) 7.11 / 3.31.
-numba fuses what is left: the bias add and the bias gradient. A call of
-fewer than :data:`~fastzero.kernels.numba._slices.INLINE_OPS` multiply-adds
-(a book-size network on a few samples) is NumPy alone, on the calling
-thread: a numba call and a hand-off to the slice threads cost more than its
-work. ``np.dot``
-reads the transposed operands ``W.T`` and ``x.T`` as Fortran-ordered views
-through BLAS's transpose flags, without copies.
+(with more, each takes an equal run of their rows), because a product split
+in halves runs slower on one core than whole. numba fuses what is left: the
+bias add and the bias gradient. A call of fewer than
+:data:`~fastzero.kernels.numba._slices.INLINE_OPS` multiply-adds (a
+book-size network on a few samples) is NumPy alone, on the calling thread: a
+numba call and a hand-off to the slice threads cost more than its work.
+``np.dot`` reads the transposed operands ``W.T`` and ``x.T`` as
+Fortran-ordered views through BLAS's transpose flags, without copies.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from fastzero.kernels.numba._jit import jit, pjit
-from fastzero.kernels.numba._parallel import n_spans, span
+from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._parallel import spans
 from fastzero.kernels.numba._slices import INLINE_OPS, map_slices
 
 
@@ -38,7 +33,7 @@ def _add_row_vector_body(out, b):
 
 
 @jit
-def _column_sums_body(a, out, lo, hi):
+def _column_sums_body(lo, hi, a, out):
     """``out[lo:hi]`` = sums of columns ``lo:hi`` of ``a``, rows added in order."""
     sums = out[lo:hi]
     sums[:] = 0
@@ -48,16 +43,7 @@ def _column_sums_body(a, out, lo, hi):
             sums[j] += row[j]
 
 
-@pjit
-def _column_sums(a, out):
-    n, m = a.shape
-    k = n_spans(m, n)
-    if k == 1:
-        _column_sums_body(a, out, 0, m)
-    else:
-        for s in prange(k):  # each span owns its columns: no race
-            lo, hi = span(s, k, m)
-            _column_sums_body(a, out, lo, hi)
+_column_sums = spans(_column_sums_body, "a.shape[1]", "a.shape[0]")  # each span owns its columns
 
 
 def column_sums(a: np.ndarray) -> np.ndarray:

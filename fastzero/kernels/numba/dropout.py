@@ -5,46 +5,29 @@ Arrays are flattened to 1-D views, as in :mod:`.activation`.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from fastzero.kernels.numba._jit import jit, pjit
-from fastzero.kernels.numba._parallel import n_spans, span
+from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._parallel import spans
 
 
 @jit
-def _dropout_forward_body(x, rand, ratio, out, mask):
+def _dropout_forward_body(lo, hi, x, rand, ratio, out, mask):
+    x, rand, out, mask = x[lo:hi], rand[lo:hi], out[lo:hi], mask[lo:hi]
     for i in range(x.size):
         keep = rand[i] > ratio
         mask[i] = keep
         out[i] = x[i] * x.dtype.type(keep)
 
 
-@pjit
-def _dropout_forward(x, rand, ratio, out, mask):
-    k = n_spans(x.size, 1)
-    if k == 1:
-        _dropout_forward_body(x, rand, ratio, out, mask)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, x.size)
-            _dropout_forward_body(x[lo:hi], rand[lo:hi], ratio, out[lo:hi], mask[lo:hi])
-
-
 @jit
-def _masked_product_body(a, mask, out):
+def _masked_product_body(lo, hi, a, mask, out):
+    a, mask, out = a[lo:hi], mask[lo:hi], out[lo:hi]
     for i in range(a.size):
         out[i] = a[i] * a.dtype.type(mask[i])
 
 
-@pjit
-def _masked_product(a, mask, out):
-    k = n_spans(a.size, 1)
-    if k == 1:
-        _masked_product_body(a, mask, out)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, a.size)
-            _masked_product_body(a[lo:hi], mask[lo:hi], out[lo:hi])
+_dropout_forward = spans(_dropout_forward_body, "x.size")
+_masked_product = spans(_masked_product_body, "a.size")
 
 
 def dropout_forward(x: np.ndarray, rand: np.ndarray, ratio: float):

@@ -7,18 +7,18 @@ whatever the thread count.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from fastzero.kernels.numba._jit import jit, pjit
-from fastzero.kernels.numba._parallel import n_spans, span
+from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._parallel import spans
 
 #: Operations per softmax entry (max, exp, sum, divide), for :func:`n_spans`.
 SOFTMAX_COST = 8
 
 
 @jit
-def _softmax_rows(x, y):
-    """Stable softmax of the rows of ``x`` into ``y``: ``exp(x - max) / sum``."""
+def _softmax_rows(lo, hi, x, y):
+    """Stable softmax of rows ``lo:hi`` of ``x`` into ``y``: ``exp(x - max) / sum``."""
+    x, y = x[lo:hi], y[lo:hi]
     for i in range(x.shape[0]):
         row, out = x[i], y[i]
         top = row[0]
@@ -33,49 +33,22 @@ def _softmax_rows(x, y):
             out[k] /= total
 
 
-@pjit
-def _softmax(x, y):
-    n, c = x.shape
-    k = n_spans(n, SOFTMAX_COST * c)
-    if k == 1:
-        _softmax_rows(x, y)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _softmax_rows(x[lo:hi], y[lo:hi])
-
-
 @jit
-def _row_losses(y, t, losses):
-    """``-log(y[i, t[i]] + 1e-7)`` (the book's delta) for every row."""
+def _softmax_loss_rows(lo, hi, x, t, y, losses):
+    """Softmax of rows ``lo:hi``, then each row's ``-log(y[i, t[i]] + 1e-7)`` (the
+    book's delta) into ``losses``."""
+    _softmax_rows(lo, hi, x, y)
+    y, t, losses = y[lo:hi], t[lo:hi], losses[lo:hi]
     tiny = y.dtype.type(1e-7)
     for i in range(y.shape[0]):
         losses[i] = -np.log(y[i, t[i]] + tiny)
 
 
-@pjit
-def _softmax_cross_entropy_forward(x, t, y):
-    n, c = x.shape
-    losses = np.empty(n, dtype=x.dtype)
-    k = n_spans(n, SOFTMAX_COST * c)
-    if k == 1:
-        _softmax_rows(x, y)
-        _row_losses(y, t, losses)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _softmax_rows(x[lo:hi], y[lo:hi])
-            _row_losses(y[lo:hi], t[lo:hi], losses[lo:hi])
-    total = x.dtype.type(0)
-    for i in range(n):  # serial, in row order: deterministic
-        total += losses[i]
-    return total / x.dtype.type(n)
-
-
 @jit
-def _softmax_cross_entropy_backward_rows(y, t, rows, scale, dx):
-    """``(y - target) * scale``: the target is row ``i`` of ``rows`` when ``rows`` is not
-    empty, else the one-hot row of label ``t[i]``."""
+def _softmax_cross_entropy_backward_rows(lo, hi, y, t, rows, scale, dx):
+    """``(y - target) * scale`` for rows ``lo:hi``: the target is row ``i`` of ``rows``
+    when ``rows`` is not empty, else the one-hot row of label ``t[i]``."""
+    y, t, rows, dx = y[lo:hi], t[lo:hi], rows[lo:hi], dx[lo:hi]
     one = y.dtype.type(1)
     soft = rows.shape[0] > 0
     for i in range(y.shape[0]):
@@ -90,17 +63,20 @@ def _softmax_cross_entropy_backward_rows(y, t, rows, scale, dx):
             out[t[i]] = (row[t[i]] - one) * scale
 
 
-@pjit
-def _softmax_cross_entropy_backward(y, t, rows, scale, dx):
-    n, c = y.shape
-    k = n_spans(n, c)
-    if k == 1:
-        _softmax_cross_entropy_backward_rows(y, t, rows, scale, dx)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _softmax_cross_entropy_backward_rows(y[lo:hi], t[lo:hi], rows[lo:hi], scale,
-                                                 dx[lo:hi])
+_softmax = spans(_softmax_rows, "x.shape[0]", "SOFTMAX_COST * x.shape[1]")
+_softmax_losses = spans(_softmax_loss_rows, "x.shape[0]", "SOFTMAX_COST * x.shape[1]")
+_softmax_cross_entropy_backward = spans(_softmax_cross_entropy_backward_rows, "y.shape[0]",
+                                        "y.shape[1]")
+
+
+@jit
+def _softmax_cross_entropy_forward(x, t, y):
+    losses = np.empty(x.shape[0], dtype=x.dtype)
+    _softmax_losses(x, t, y, losses)
+    total = x.dtype.type(0)
+    for i in range(losses.size):  # serial, in row order: deterministic
+        total += losses[i]
+    return total / x.dtype.type(losses.size)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -17,15 +17,14 @@ recomputes ``xn = xc / std`` instead of storing it.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from fastzero.kernels.numba._jit import jit, pjit
-from fastzero.kernels.numba._parallel import n_spans, span
+from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._parallel import spans
 
 
 @jit
-def _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
-                           out, xc, std, lo, hi):
+def _forward_train_columns(lo, hi, x, gamma, beta, running_mean, running_var, momentum, keep,
+                           eps, out, xc, std):
     """The training forward of columns ``lo:hi``: statistics, running update, output."""
     n = x.shape[0]
     inv_n = x.dtype.type(1) / x.dtype.type(n)
@@ -55,23 +54,9 @@ def _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, 
             row_out[j] = g[j] * (centred[j] / sd[j]) + b[j]
 
 
-@pjit
-def _batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
-                             out, xc, std):
-    n, d = x.shape
-    k = n_spans(d, 4 * n)
-    if k == 1:
-        _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
-                               out, xc, std, 0, d)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, d)
-            _forward_train_columns(x, gamma, beta, running_mean, running_var, momentum, keep,
-                                   eps, out, xc, std, lo, hi)
-
-
 @jit
-def _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out):
+def _forward_infer_rows(lo, hi, x, gamma, beta, running_mean, running_var, eps, out):
+    x, out = x[lo:hi], out[lo:hi]
     for i in range(x.shape[0]):
         row, row_out = x[i], out[i]
         for j in range(row.size):
@@ -79,21 +64,8 @@ def _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out):
             row_out[j] = gamma[j] * xn + beta[j]
 
 
-@pjit
-def _batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, eps, out):
-    n, d = x.shape
-    k = n_spans(n, 4 * d)
-    if k == 1:
-        _forward_infer_rows(x, gamma, beta, running_mean, running_var, eps, out)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _forward_infer_rows(x[lo:hi], gamma, beta, running_mean, running_var, eps,
-                                out[lo:hi])
-
-
 @jit
-def _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, lo, hi):
+def _backward_columns(lo, hi, dout, xc, std, gamma, dx, dgamma, dbeta):
     """The book's backward for columns ``lo:hi``, its per-column factors hoisted:
 
     dbeta = sum(dout); dgamma = sum(xn * dout) = sum(dout * xc) / std;
@@ -132,76 +104,55 @@ def _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, lo, hi):
             dx_row[j] -= dmean[j] * inv_n
 
 
-@pjit
-def _batchnorm_backward(dout, xc, std, gamma, dx, dgamma, dbeta):
-    n, d = dout.shape
-    k = n_spans(d, 6 * n)
-    if k == 1:
-        _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, 0, d)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, d)
-            _backward_columns(dout, xc, std, gamma, dx, dgamma, dbeta, lo, hi)
+# Costs: operations per column (N rows) or per row (D columns).
+_batchnorm_forward_train = spans(_forward_train_columns, "x.shape[1]", "4 * x.shape[0]")
+_batchnorm_forward_infer = spans(_forward_infer_rows, "x.shape[0]", "4 * x.shape[1]")
+_batchnorm_backward = spans(_backward_columns, "dout.shape[1]", "6 * dout.shape[0]")
 
 
 @jit
-def _forward_train_channel(x, gamma, beta, running_mean, running_var, momentum, keep, eps,
-                           out, xc, std, c):
-    """The training forward of channel ``c`` of (N, C, L): statistics, running update, output.
+def _forward_train_channels(lo, hi, x, gamma, beta, running_mean, running_var, momentum, keep,
+                            eps, out, xc, std):
+    """The training forward of channels ``lo:hi`` of (N, C, L): statistics, running update, output.
 
-    Each sum over the channel's N*L values adds up one partial sum per run of
+    Each sum over a channel's N*L values adds up one partial sum per run of
     L values, so float32 rounding grows with N + L, not N * L.
     """
     typ = x.dtype.type
     inv_count = typ(1) / typ(x.shape[0] * x.shape[2])
-    total = typ(0)
-    for i in range(x.shape[0]):
-        plane = x[i, c]
-        partial = typ(0)
-        for j in range(plane.size):
-            partial += plane[j]
-        total += partial
-    mean = total * inv_count
-    squares = typ(0)
-    for i in range(x.shape[0]):
-        plane, centred = x[i, c], xc[i, c]
-        partial = typ(0)
-        for j in range(plane.size):
-            d = plane[j] - mean
-            centred[j] = d
-            partial += d * d
-        squares += partial
-    var = squares * inv_count
-    sd = np.sqrt(var + eps)
-    std[c] = sd
-    running_mean[c] = momentum * running_mean[c] + keep * mean
-    running_var[c] = momentum * running_var[c] + keep * var
-    g, b = gamma[c], beta[c]
-    for i in range(x.shape[0]):
-        centred, plane_out = xc[i, c], out[i, c]
-        for j in range(centred.size):
-            plane_out[j] = g * (centred[j] / sd) + b
-
-
-@pjit
-def _batchnorm_forward_train_channels(x, gamma, beta, running_mean, running_var, momentum,
-                                      keep, eps, out, xc, std):
-    n, c, l = x.shape
-    k = n_spans(c, 4 * n * l)
-    if k == 1:
-        for ch in range(c):
-            _forward_train_channel(x, gamma, beta, running_mean, running_var, momentum, keep,
-                                   eps, out, xc, std, ch)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, c)
-            for ch in range(lo, hi):
-                _forward_train_channel(x, gamma, beta, running_mean, running_var, momentum,
-                                       keep, eps, out, xc, std, ch)
+    for c in range(lo, hi):
+        total = typ(0)
+        for i in range(x.shape[0]):
+            plane = x[i, c]
+            partial = typ(0)
+            for j in range(plane.size):
+                partial += plane[j]
+            total += partial
+        mean = total * inv_count
+        squares = typ(0)
+        for i in range(x.shape[0]):
+            plane, centred = x[i, c], xc[i, c]
+            partial = typ(0)
+            for j in range(plane.size):
+                d = plane[j] - mean
+                centred[j] = d
+                partial += d * d
+            squares += partial
+        var = squares * inv_count
+        sd = np.sqrt(var + eps)
+        std[c] = sd
+        running_mean[c] = momentum * running_mean[c] + keep * mean
+        running_var[c] = momentum * running_var[c] + keep * var
+        g, b = gamma[c], beta[c]
+        for i in range(x.shape[0]):
+            centred, plane_out = xc[i, c], out[i, c]
+            for j in range(centred.size):
+                plane_out[j] = g * (centred[j] / sd) + b
 
 
 @jit
-def _forward_infer_planes(x, gamma, beta, running_mean, running_var, eps, out):
+def _forward_infer_planes(lo, hi, x, gamma, beta, running_mean, running_var, eps, out):
+    x, out = x[lo:hi], out[lo:hi]
     for c in range(x.shape[1]):
         m, sd = running_mean[c], np.sqrt(running_var[c] + eps)
         g, b = gamma[c], beta[c]
@@ -211,67 +162,50 @@ def _forward_infer_planes(x, gamma, beta, running_mean, running_var, eps, out):
                 plane_out[j] = g * ((plane[j] - m) / sd) + b
 
 
-@pjit
-def _batchnorm_forward_infer_channels(x, gamma, beta, running_mean, running_var, eps, out):
-    n, c, l = x.shape
-    k = n_spans(n, 4 * c * l)
-    if k == 1:
-        _forward_infer_planes(x, gamma, beta, running_mean, running_var, eps, out)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, n)
-            _forward_infer_planes(x[lo:hi], gamma, beta, running_mean, running_var, eps,
-                                  out[lo:hi])
-
-
 @jit
-def _backward_channel(dout, xc, std, gamma, dx, dgamma, dbeta, c):
-    """The backward of :func:`_backward_columns` for channel ``c`` of (N, C, L), M = N*L values,
-    summing by runs of L as :func:`_forward_train_channel` does."""
+def _backward_channels(lo, hi, dout, xc, std, gamma, dx, dgamma, dbeta):
+    """The backward of :func:`_backward_columns` for channels ``lo:hi`` of (N, C, L), over
+    M = N*L values each, summing by runs of L as :func:`_forward_train_channels` does."""
     typ = dout.dtype.type
     inv_count = typ(1) / typ(dout.shape[0] * dout.shape[2])
-    sum_d, sum_dxc = typ(0), typ(0)
-    for i in range(dout.shape[0]):
-        d_plane, c_plane = dout[i, c], xc[i, c]
-        part_d, part_dxc = typ(0), typ(0)
-        for j in range(d_plane.size):
-            part_d += d_plane[j]
-            part_dxc += d_plane[j] * c_plane[j]
-        sum_d += part_d
-        sum_dxc += part_dxc
-    s, g = std[c], gamma[c]
-    scale = g / s
-    shift = -inv_count * g * sum_dxc / (s * s * s)
-    dbeta[c] = sum_d
-    dgamma[c] = sum_dxc / s
-    dmean = typ(0)
-    for i in range(dout.shape[0]):
-        d_plane, c_plane, dx_plane = dout[i, c], xc[i, c], dx[i, c]
-        partial = typ(0)
-        for j in range(d_plane.size):
-            v = scale * d_plane[j] + shift * c_plane[j]
-            dx_plane[j] = v
-            partial += v
-        dmean += partial
-    dmean *= inv_count
-    for i in range(dout.shape[0]):
-        dx_plane = dx[i, c]
-        for j in range(dx_plane.size):
-            dx_plane[j] -= dmean
+    for c in range(lo, hi):
+        sum_d, sum_dxc = typ(0), typ(0)
+        for i in range(dout.shape[0]):
+            d_plane, c_plane = dout[i, c], xc[i, c]
+            part_d, part_dxc = typ(0), typ(0)
+            for j in range(d_plane.size):
+                part_d += d_plane[j]
+                part_dxc += d_plane[j] * c_plane[j]
+            sum_d += part_d
+            sum_dxc += part_dxc
+        s, g = std[c], gamma[c]
+        scale = g / s
+        shift = -inv_count * g * sum_dxc / (s * s * s)
+        dbeta[c] = sum_d
+        dgamma[c] = sum_dxc / s
+        dmean = typ(0)
+        for i in range(dout.shape[0]):
+            d_plane, c_plane, dx_plane = dout[i, c], xc[i, c], dx[i, c]
+            partial = typ(0)
+            for j in range(d_plane.size):
+                v = scale * d_plane[j] + shift * c_plane[j]
+                dx_plane[j] = v
+                partial += v
+            dmean += partial
+        dmean *= inv_count
+        for i in range(dout.shape[0]):
+            dx_plane = dx[i, c]
+            for j in range(dx_plane.size):
+                dx_plane[j] -= dmean
 
 
-@pjit
-def _batchnorm_backward_channels(dout, xc, std, gamma, dx, dgamma, dbeta):
-    n, c, l = dout.shape
-    k = n_spans(c, 6 * n * l)
-    if k == 1:
-        for ch in range(c):
-            _backward_channel(dout, xc, std, gamma, dx, dgamma, dbeta, ch)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, c)
-            for ch in range(lo, hi):
-                _backward_channel(dout, xc, std, gamma, dx, dgamma, dbeta, ch)
+# Costs: operations per channel (N*L values) or per sample (C*L values).
+_batchnorm_forward_train_channels = spans(_forward_train_channels, "x.shape[1]",
+                                          "4 * x.shape[0] * x.shape[2]")
+_batchnorm_forward_infer_channels = spans(_forward_infer_planes, "x.shape[0]",
+                                          "4 * x.shape[1] * x.shape[2]")
+_batchnorm_backward_channels = spans(_backward_channels, "dout.shape[1]",
+                                     "6 * dout.shape[0] * dout.shape[2]")
 
 
 def batchnorm_forward_train(

@@ -9,53 +9,33 @@ floats first, in the same order as the book's NumPy code.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from fastzero.kernels.numba._jit import jit, pjit
-from fastzero.kernels.numba._parallel import n_spans, span
+from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._parallel import spans
 
 #: The book's epsilon in the adaptive optimizers' denominators.
 EPS = 1e-7
 
 
 @jit
-def _sgd_body(param, grad, lr):
+def _sgd_body(lo, hi, param, grad, lr):
+    param, grad = param[lo:hi], grad[lo:hi]
     for i in range(param.size):
         param[i] -= lr * grad[i]
 
 
-@pjit
-def _sgd(param, grad, lr):
-    k = n_spans(param.size, 2)
-    if k == 1:
-        _sgd_body(param, grad, lr)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, param.size)
-            _sgd_body(param[lo:hi], grad[lo:hi], lr)
-
-
 @jit
-def _momentum_body(param, grad, v, lr, momentum):
+def _momentum_body(lo, hi, param, grad, v, lr, momentum):
+    param, grad, v = param[lo:hi], grad[lo:hi], v[lo:hi]
     for i in range(param.size):
         vi = momentum * v[i] - lr * grad[i]
         v[i] = vi
         param[i] += vi
 
 
-@pjit
-def _momentum(param, grad, v, lr, momentum):
-    k = n_spans(param.size, 4)
-    if k == 1:
-        _momentum_body(param, grad, v, lr, momentum)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, param.size)
-            _momentum_body(param[lo:hi], grad[lo:hi], v[lo:hi], lr, momentum)
-
-
 @jit
-def _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead):
+def _nesterov_body(lo, hi, param, grad, v, lr, momentum, momentum_sq, lr_ahead):
+    param, grad, v = param[lo:hi], grad[lo:hi], v[lo:hi]
     for i in range(param.size):
         vi = v[i]
         param[i] += momentum_sq * vi
@@ -65,20 +45,9 @@ def _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead):
         v[i] = vi
 
 
-@pjit
-def _nesterov(param, grad, v, lr, momentum, momentum_sq, lr_ahead):
-    k = n_spans(param.size, 8)
-    if k == 1:
-        _nesterov_body(param, grad, v, lr, momentum, momentum_sq, lr_ahead)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, param.size)
-            _nesterov_body(param[lo:hi], grad[lo:hi], v[lo:hi], lr, momentum, momentum_sq,
-                           lr_ahead)
-
-
 @jit
-def _adagrad_body(param, grad, h, lr):
+def _adagrad_body(lo, hi, param, grad, h, lr):
+    param, grad, h = param[lo:hi], grad[lo:hi], h[lo:hi]
     eps = param.dtype.type(EPS)
     for i in range(param.size):
         h_i = h[i] + grad[i] * grad[i]
@@ -86,19 +55,9 @@ def _adagrad_body(param, grad, h, lr):
         param[i] -= lr * grad[i] / (np.sqrt(h_i) + eps)
 
 
-@pjit
-def _adagrad(param, grad, h, lr):
-    k = n_spans(param.size, 8)
-    if k == 1:
-        _adagrad_body(param, grad, h, lr)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, param.size)
-            _adagrad_body(param[lo:hi], grad[lo:hi], h[lo:hi], lr)
-
-
 @jit
-def _rmsprop_body(param, grad, h, lr, decay_rate, keep):
+def _rmsprop_body(lo, hi, param, grad, h, lr, decay_rate, keep):
+    param, grad, h = param[lo:hi], grad[lo:hi], h[lo:hi]
     eps = param.dtype.type(EPS)
     for i in range(param.size):
         h_i = decay_rate * h[i] + keep * grad[i] * grad[i]
@@ -106,19 +65,9 @@ def _rmsprop_body(param, grad, h, lr, decay_rate, keep):
         param[i] -= lr * grad[i] / (np.sqrt(h_i) + eps)
 
 
-@pjit
-def _rmsprop(param, grad, h, lr, decay_rate, keep):
-    k = n_spans(param.size, 8)
-    if k == 1:
-        _rmsprop_body(param, grad, h, lr, decay_rate, keep)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, param.size)
-            _rmsprop_body(param[lo:hi], grad[lo:hi], h[lo:hi], lr, decay_rate, keep)
-
-
 @jit
-def _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2):
+def _adam_body(lo, hi, param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2):
+    param, grad, m, v = param[lo:hi], grad[lo:hi], m[lo:hi], v[lo:hi]
     eps = param.dtype.type(EPS)
     for i in range(param.size):
         g = grad[i]
@@ -129,16 +78,13 @@ def _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2):
         param[i] -= lr_t * mi / (np.sqrt(vi) + eps)
 
 
-@pjit
-def _adam(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2):
-    k = n_spans(param.size, 12)
-    if k == 1:
-        _adam_body(param, grad, m, v, lr_t, one_minus_beta1, one_minus_beta2)
-    else:
-        for s in prange(k):
-            lo, hi = span(s, k, param.size)
-            _adam_body(param[lo:hi], grad[lo:hi], m[lo:hi], v[lo:hi], lr_t, one_minus_beta1,
-                       one_minus_beta2)
+# The costs are operations per element: a square root and a division count as four.
+_sgd = spans(_sgd_body, "param.size", "2")
+_momentum = spans(_momentum_body, "param.size", "4")
+_nesterov = spans(_nesterov_body, "param.size", "8")
+_adagrad = spans(_adagrad_body, "param.size", "8")
+_rmsprop = spans(_rmsprop_body, "param.size", "8")
+_adam = spans(_adam_body, "param.size", "12")
 
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> None:

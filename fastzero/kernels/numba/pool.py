@@ -6,19 +6,19 @@ skipped. Forward records, for every output pixel, the flat index
 choice on ties; a NaN counts as the maximum, as in ``np.argmax``) in the
 smallest integer type that holds it. Backward routes each gradient to that
 position; windows may overlap (stride < window), but every iteration owns a
-whole ``(n, c)`` plane of ``dx``, so no two threads add into one element.
+whole ``(n, c)`` plane of ``dx`` (:mod:`._parallel` spans of planes), so no two
+threads add into one element.
 
 The book's pooling (2x2 windows, stride 2, no padding) has its own plane
 kernels, with the window unrolled: the generic loops over a window's taps
-cost about eight times as much for a four-element window.
+cost several times as much for a four-element window.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
-
 from fastzero.kernels._geometry import output_size
-from fastzero.kernels.numba._jit import jit, pjit
+from fastzero.kernels.numba._jit import jit
+from fastzero.kernels.numba._parallel import spans
 
 
 def _index_dtype(window_size: int) -> np.dtype:
@@ -79,7 +79,7 @@ def _pool_plane_2x2(img, out, argmax):
     """:func:`_pool_plane` for 2x2 windows, stride 2, no padding (the book's pooling).
 
     Plain ``>`` comparisons compile to branch-free selects; the NaN-aware
-    rule, whose branches cost 6x on random data, runs only for a window
+    rule, whose branches are costly on random data, runs only for a window
     whose sum is NaN (it holds a NaN, or both infinities).
     """
     for oy in range(out.shape[0]):
@@ -101,17 +101,16 @@ def _pool_plane_2x2(img, out, argmax):
             k_row[ox] = best_k
 
 
-@pjit
-def _maxpool_forward(x, pool_h, pool_w, stride, pad, out, argmax):
-    N, C = x.shape[0], x.shape[1]
+@jit
+def _pool_planes(lo, hi, x, pool_h, pool_w, stride, pad, out, argmax):
+    """Planes ``lo:hi`` of ``x`` (planes, H, W) into ``out`` and ``argmax`` (planes, OH, OW)."""
+    x, out, argmax = x[lo:hi], out[lo:hi], argmax[lo:hi]
     book = pool_h == 2 and pool_w == 2 and stride == 2 and pad == 0
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
+    for p in range(x.shape[0]):
         if book:
-            _pool_plane_2x2(x[n, c], out[n, c], argmax[n, c])
+            _pool_plane_2x2(x[p], out[p], argmax[p])
         else:
-            _pool_plane(x[n, c], pool_h, pool_w, stride, pad, out[n, c], argmax[n, c])
+            _pool_plane(x[p], pool_h, pool_w, stride, pad, out[p], argmax[p])
 
 
 @jit
@@ -144,17 +143,27 @@ def _unpool_plane_2x2(dout, argmax, dx):
             row[2 * ox + (k & 1)] = d[ox]
 
 
-@pjit
-def _maxpool_backward(dout, argmax, pool_h, pool_w, stride, pad, dx):
-    N, C = dx.shape[0], dx.shape[1]
+@jit
+def _unpool_planes(lo, hi, dout, argmax, pool_h, pool_w, stride, pad, dx):
+    """Planes ``lo:hi`` of ``dx`` (planes, H, W) from ``dout`` and ``argmax`` (planes, OH, OW)."""
+    dout, argmax, dx = dout[lo:hi], argmax[lo:hi], dx[lo:hi]
     book = pool_h == 2 and pool_w == 2 and stride == 2 and pad == 0
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
+    for p in range(dx.shape[0]):
         if book:
-            _unpool_plane_2x2(dout[n, c], argmax[n, c], dx[n, c])
+            _unpool_plane_2x2(dout[p], argmax[p], dx[p])
         else:
-            _unpool_plane(dout[n, c], argmax[n, c], pool_w, stride, pad, dx[n, c])
+            _unpool_plane(dout[p], argmax[p], pool_w, stride, pad, dx[p])
+
+
+# Each span owns whole planes; costs are operations per plane.
+_maxpool_forward = spans(_pool_planes, "x.shape[0]",
+                         "out.shape[1] * out.shape[2] * pool_h * pool_w")
+_maxpool_backward = spans(_unpool_planes, "dx.shape[0]", "dx.shape[1] * dx.shape[2]")
+
+
+def _planes(a: np.ndarray) -> np.ndarray:
+    """``a`` (N, C, H, W) as a view of its N*C planes (N*C, H, W)."""
+    return a.reshape(-1, *a.shape[2:])
 
 
 def maxpool_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int, pad: int):
@@ -167,7 +176,7 @@ def maxpool_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int, pad: i
     shape = (N, C, output_size(H, pool_h, stride, pad), output_size(W, pool_w, stride, pad))
     out = np.empty(shape, dtype=x.dtype)
     argmax = np.empty(shape, dtype=_index_dtype(pool_h * pool_w))
-    _maxpool_forward(x, pool_h, pool_w, stride, pad, out, argmax)
+    _maxpool_forward(_planes(x), pool_h, pool_w, stride, pad, _planes(out), _planes(argmax))
     return out, argmax
 
 
@@ -182,5 +191,5 @@ def maxpool_backward(
 ) -> np.ndarray:
     """Gradient ``dx (N, C, H, W)`` of max pooling: each ``dout`` goes to its window's maximum."""
     dx = np.empty(tuple(x_shape), dtype=dout.dtype)
-    _maxpool_backward(dout, argmax, pool_h, pool_w, stride, pad, dx)
+    _maxpool_backward(_planes(dout), _planes(argmax), pool_h, pool_w, stride, pad, _planes(dx))
     return dx

@@ -69,7 +69,7 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
 
 
 def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int):
-    """Gradients of :func:`conv_forward`: ``(dx, dW, db)``."""
+    """Gradients of :func:`conv_forward`: ``(dx, dW, db)``, dx like x, dW like W, db (FN,)."""
     col, x_shape = cache
     fn, _, fh, fw = W.shape
     dout = dout.transpose(0, 2, 3, 1).reshape(-1, fn)

@@ -5,7 +5,10 @@ import numpy as np
 
 
 def dropout_forward(x: np.ndarray, rand: np.ndarray, ratio: float):
-    """``(out, mask)``: ``mask = rand > ratio``, ``out = x * mask``."""
+    """``(out, mask)``: ``mask = rand > ratio``, ``out = x * mask``.
+
+    ``rand`` is uniform in ``[0, 1)``, of ``x``'s shape, drawn by the caller.
+    """
     mask = rand > ratio
     return x * mask, mask
 

@@ -28,7 +28,10 @@ def softmax_cross_entropy_forward(x: np.ndarray, t: np.ndarray):
 
 
 def softmax_cross_entropy_backward(dout: float, y: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``(y - onehot(t)) * dout / N`` for labels ``t`` (N,), ``(y - t) * dout / N`` for rows (N, K)."""
+    """``(y - onehot(t)) * dout / N`` for labels ``t`` (N,), ``(y - t) * dout / N`` for rows (N, K).
+
+    ``dout`` is a Python float; target rows have ``y``'s dtype.
+    """
     n = y.shape[0]
     if t.ndim == 2:
         return (y - t) * (dout / n)

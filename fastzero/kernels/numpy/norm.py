@@ -48,7 +48,10 @@ def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
 
 
 def batchnorm_backward(dout: np.ndarray, cache, gamma: np.ndarray):
-    """Gradients of :func:`batchnorm_forward_train`: ``(dx (like dout), dgamma, dbeta)``."""
+    """Gradients of :func:`batchnorm_forward_train`: ``(dx, dgamma, dbeta)``.
+
+    ``dx`` is like ``dout``; ``dgamma`` and ``dbeta`` are like ``gamma``.
+    """
     xc, xn, std = cache
     axes = _axes(dout)
     m = dout.size // std.size  # values per feature: N, or N * L

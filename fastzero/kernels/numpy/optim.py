@@ -1,4 +1,8 @@
-"""The book's optimizer updates, applied in place to ``param`` and the state arrays."""
+"""The book's optimizer updates, applied in place to ``param`` and the state arrays.
+
+``param``, ``grad`` and the state arrays share shape and dtype; every update
+returns None; ``eps = 1e-7`` as in the book.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -48,7 +52,11 @@ def rmsprop_update(param: np.ndarray, grad: np.ndarray, h: np.ndarray, lr: float
 
 def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
                 lr_t: float, beta1: float, beta2: float) -> None:
-    """Adam with the bias correction folded into ``lr_t`` by the caller."""
+    """Adam with the bias correction folded into ``lr_t`` by the caller.
+
+    ``m += (1 - beta1)*(grad - m); v += (1 - beta2)*(grad**2 - v);
+    param -= lr_t*m / (sqrt(v) + eps)``
+    """
     m += (1 - beta1) * (grad - m)
     v += (1 - beta2) * (grad ** 2 - v)
     param -= lr_t * m / (np.sqrt(v) + EPS)

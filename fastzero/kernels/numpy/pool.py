@@ -11,7 +11,8 @@ def maxpool_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int, pad: i
     """Max over ``pool_h x pool_w`` windows of ``x`` (N, C, H, W).
 
     Returns ``(out (N, C, OH, OW), argmax)``; ``argmax`` has out's shape and
-    holds the flat in-window index ``i*pool_w + j`` of each maximum.
+    holds the flat in-window index ``i*pool_w + j`` of each maximum (the
+    first on ties, as ``np.argmax``). Padding is ``-inf``, never selected.
     """
     n, c, h, w = x.shape
     out_h = output_size(h, pool_h, stride, pad)
