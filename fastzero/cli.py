@@ -357,8 +357,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         else:
             if x_test.ndim != 4:
                 raise ValueError(f"Grad-CAM needs a convolutional network, not --net {args.net}")
-            layer = int(args.layer) if args.layer and args.layer.lstrip("-").isdigit() else args.layer
-            fig = visualize.grad_cam_figure(net, x_test[:args.count], layer=layer)
+            layers = [int(one) if one.lstrip("-").isdigit() else one
+                      for one in (args.layer or "").split(",") if one] or [None]
+            fig = visualize.grad_cam_figure(net, x_test[:args.count], layer=layers)
     fig.savefig(out, dpi=120)
     print(f"wrote {out}")
     return 0
@@ -505,8 +506,10 @@ def make_parser() -> argparse.ArgumentParser:
     _add_compute_options(show)
     show.add_argument("--count", type=_positive_int, default=20,
                       help="images to draw (misclassified, gradcam; default: 20)")
-    show.add_argument("--layer", help="gradcam: the layer to look at, by name or index "
-                                      "(default: the last convolution)")
+    show.add_argument("--layer", help="gradcam: the layer to look at, by name or index; "
+                                      "inside a residual block as BLOCK.LAYER, e.g. "
+                                      "block2_1.conv2; several, comma-separated, draw a row "
+                                      "each (default: the last convolution or block)")
     show.add_argument("--out", help="PNG to write (default: WHAT.png)")
     show.set_defaults(func=cmd_show)
 

@@ -8,15 +8,18 @@ Grad-CAM (Selvaraju et al. 2017): for a convolution layer's output ``A``
 (N, K, h, w) and a class score ``y_c`` (the raw logit, network in inference
 mode), the channel weights are the spatial means of ``d y_c / d A``; the map
 is ``ReLU(sum_k weight_k * A_k)``, resized to the input's height and width by
-bilinear interpolation (pixel centres aligned, edges clamped).
+bilinear interpolation (pixel centres aligned, edges clamped). The layer may
+sit inside a residual block: the gradient then flows through the block's own
+``backward``, its batch norms and dropouts differentiated in inference mode.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from fastzero import _backend
+from fastzero import _backend, blocks
 from fastzero.blocks import Block
 from fastzero.layers import BatchNormalization, Convolution, Dropout, SpatialBatchNormalization
 
@@ -31,24 +34,92 @@ def _layers(network: Any) -> list[tuple[str, Any]]:
     return [(f"{type(layer).__name__}{i}", layer) for i, layer in enumerate(layers)]
 
 
-def _target_index(layers: list[tuple[str, Any]], layer: int | str | None) -> int:
-    convolutions = [i for i, (_, obj) in enumerate(layers) if isinstance(obj, Convolution)]
+def _locate(layers: list[tuple[str, Any]], layer: int | str | None) -> tuple[int, list[str]]:
+    """The top-level index holding the chosen layer and the path of child names from
+    there to it (empty for a top-level layer)."""
     if layer is None:
-        if not convolutions:
+        chosen = [i for i, (_, obj) in enumerate(layers) if isinstance(obj, (Convolution, Block))]
+        if not chosen:
             raise ValueError("grad_cam: the network has no Convolution layer")
-        return convolutions[-1]
-    names = [name for name, _ in layers]
-    if isinstance(layer, str):
-        if layer not in names:
-            raise ValueError(f"grad_cam: no layer named {layer!r}; layers: {', '.join(names)}")
-        index = names.index(layer)
-    elif isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        return chosen[-1], []
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
         if not -len(layers) <= layer < len(layers):
             raise ValueError(f"grad_cam: layer index {layer} out of range for {len(layers)} layers")
-        index = int(layer) % len(layers)
-    else:
+        return int(layer) % len(layers), []
+    if not isinstance(layer, str):
         raise TypeError(f"grad_cam: layer must be a name, an index or None, got {layer!r}")
-    return index
+    top, *path = layer.split(".")
+    names = [name for name, _ in layers]
+    if top not in names:
+        raise ValueError(f"grad_cam: no layer named {layer!r}; layers: {', '.join(names)}")
+    index = names.index(top)
+    obj = layers[index][1]
+    for depth, child in enumerate(path):
+        children = obj.children if isinstance(obj, Block) else {}
+        if child not in children:
+            inside = ".".join([top, *path[:depth]])
+            raise ValueError(f"grad_cam: no layer named {layer!r}; layers of {inside}: "
+                             f"{', '.join(children) or 'none'}")
+        obj = children[child]
+    return index, path
+
+
+def _label(layers: list[tuple[str, Any]], index: int, path: list[str]) -> str:
+    return ".".join([layers[index][0], *path])
+
+
+class _Tap:
+    """Stands in for a block's child: keeps its output and the gradient that reaches it."""
+
+    takes_train_flg = True
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.output = self.dout = None
+
+    def forward(self, x: Any, train_flg: bool = False) -> np.ndarray:
+        self.output = blocks.forward(self.layer, x, train_flg)
+        return self.output
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        self.dout = dout
+        return _inference_backward(self.layer, dout)
+
+
+class _InferenceBackward:
+    """Stands in for a block's child during a backward pass after an inference forward."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return _inference_backward(self.layer, dout)
+
+
+@contextmanager
+def _children_replaced(block: Block, replace: dict[str, Any]) -> Iterator[None]:
+    """``block.children`` with some entries replaced, restored (in order) afterwards."""
+    saved = list(block.children.items())
+    block.children.update(replace)
+    try:
+        yield
+    finally:
+        block.children.clear()
+        block.children.update(saved)
+
+
+@contextmanager
+def _tapped(top: Any, path: list[str]) -> Iterator[_Tap | None]:
+    """A :class:`_Tap` in place of the child ``path`` of ``top`` (None: nothing to tap)."""
+    if not path:
+        yield None
+        return
+    parent = top
+    for child in path[:-1]:
+        parent = parent.children[child]
+    tap = _Tap(parent.children[path[-1]])
+    with _children_replaced(parent, {path[-1]: tap}):
+        yield tap
 
 
 def _inference_backward(layer: Any, dout: np.ndarray) -> np.ndarray:
@@ -60,9 +131,11 @@ def _inference_backward(layer: Any, dout: np.ndarray) -> np.ndarray:
         if isinstance(layer, SpatialBatchNormalization):  # per channel of (N, C, H, W)
             return dout * scale[None, :, None, None]
         return (dout.reshape(len(dout), -1) * scale).reshape(dout.shape)
-    if isinstance(layer, Block):
-        raise ValueError(f"grad_cam: cannot differentiate through the block {type(layer).__name__} "
-                         "in inference mode; choose a layer after it")
+    if isinstance(layer, Block):  # its own backward, its mode-dependent children in inference mode
+        modal = {name: _InferenceBackward(child) for name, child in layer.children.items()
+                 if isinstance(child, (Dropout, BatchNormalization, Block))}
+        with _children_replaced(layer, modal):
+            return layer.backward(dout)
     return layer.backward(dout)
 
 
@@ -72,45 +145,47 @@ def grad_cam(network: Any, x: np.ndarray, target: int | Sequence[int] | np.ndarr
 
     Parameters
     ----------
-    network : a convolutional network with ``layers`` (e.g. SimpleConvNet, DeepConvNet).
+    network : a convolutional network with ``layers`` (e.g. SimpleConvNet, DeepConvNet, ResNet).
     x : images (N, C, H, W).
     target : the class whose score is explained: one for all images, one per
         image, or None for each image's predicted class.
-    layer : the convolution layer to look at, by name (``"Conv1"``), index in
-        ``network.layers`` or None for the last convolution. Any layer with a
-        4-D output works.
+    layer : the layer whose output is looked at: by name (``"Conv1"``, a
+        block ``"block2_1"``, or a layer inside a block ``"block2_1.conv1"``),
+        by index in ``network.layers``, or None for the last convolution or
+        block of ``network.layers``. Any layer with a 4-D output works.
 
     The maps are not rescaled for display: their values are in the units of
     the class score.
     """
     layers = _layers(network)
-    index = _target_index(layers, layer)
+    index, path = _locate(layers, layer)
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"grad_cam: expected images (N, C, H, W), got shape {x.shape}")
     out = x.astype(network.dtype) if hasattr(network, "dtype") else x
-    activation = None
-    for i, (_, obj) in enumerate(layers):
-        if isinstance(obj, (Dropout, BatchNormalization)):
-            out = obj.forward(out, False)
-        else:
-            out = obj.forward(out)
-        if i == index:
-            activation = out
-    if activation.ndim != 4:
-        raise ValueError(f"grad_cam: layer {layers[index][0]} gives shape {activation.shape}, "
-                         "not a (N, K, h, w) feature map")
-    scores = out
-    n, classes = scores.shape
-    if target is None:
-        target = np.argmax(scores, axis=1)
-    target = np.broadcast_to(np.asarray(target), (n,))
-    if target.dtype.kind not in "iu" or target.min() < 0 or target.max() >= classes:
-        raise ValueError(f"grad_cam: target must be class indices in [0, {classes}), got {target!r}")
-    dout = np.zeros_like(scores)
-    dout[np.arange(n), target] = 1
-    for _, obj in reversed(layers[index + 1:]):
-        dout = _inference_backward(obj, dout)
+    with _tapped(layers[index][1], path) as tap:
+        activation = None
+        for i, (_, obj) in enumerate(layers):
+            out = blocks.forward(obj, out, False)
+            if i == index:
+                activation = out if tap is None else tap.output
+        if activation.ndim != 4:
+            raise ValueError(f"grad_cam: layer {_label(layers, index, path)} gives shape "
+                             f"{activation.shape}, not a (N, K, h, w) feature map")
+        scores = out
+        n, classes = scores.shape
+        if target is None:
+            target = np.argmax(scores, axis=1)
+        target = np.broadcast_to(np.asarray(target), (n,))
+        if target.dtype.kind not in "iu" or target.min() < 0 or target.max() >= classes:
+            raise ValueError(f"grad_cam: target must be class indices in [0, {classes}), "
+                             f"got {target!r}")
+        dout = np.zeros_like(scores)
+        dout[np.arange(n), target] = 1
+        for _, obj in reversed(layers[index + (tap is None):]):  # into the block holding the tap
+            dout = _inference_backward(obj, dout)
+        if tap is not None:
+            dout = tap.dout
     weights = dout.mean(axis=(2, 3))
     cam = np.maximum(np.einsum("nk,nkhw->nhw", weights, activation), 0)
     return _resize(cam, x.shape[2:])
@@ -200,20 +275,31 @@ def misclassified_figure(network: Any, x: np.ndarray, t: np.ndarray, max_images:
     return fig
 
 
-def grad_cam_figure(network: Any, x: np.ndarray, target: Any = None, layer: int | str | None = None):
-    """Each image of ``x`` beside its Grad-CAM map laid over it."""
+def grad_cam_figure(network: Any, x: np.ndarray, target: Any = None,
+                    layer: int | str | Sequence[int | str] | None = None):
+    """Each image of ``x`` above its Grad-CAM map laid over it: one row of maps per
+    layer when ``layer`` is a list (e.g. ``["block1_1", "block2_1.conv2"]``)."""
     plt = _pyplot()
-    maps = grad_cam(network, x, target, layer)
+    chosen = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    layers = _layers(network)
+    names = [_label(layers, *_locate(layers, one)) for one in chosen]
     predicted = np.argmax(network.predict(x), axis=1)
-    fig, axes = plt.subplots(2, len(x), figsize=(len(x) * 1.1, 2.6), squeeze=False)
+    rows = 1 + len(chosen)
+    fig, axes = plt.subplots(rows, len(x), figsize=(len(x) * 1.1 + 0.9, rows * 1.2 + 0.4),
+                             squeeze=False)
     for j in range(len(x)):
         axes[0, j].imshow(x[j, 0], cmap="gray_r", interpolation="nearest")
         axes[0, j].set_title(f"pred {predicted[j]}", fontsize=8)
-        axes[1, j].imshow(x[j, 0], cmap="gray", interpolation="nearest")
-        axes[1, j].imshow(maps[j], cmap="jet", alpha=0.5, interpolation="bilinear")
-        for ax in axes[:, j]:
-            ax.set_axis_off()
-    name = layer if isinstance(layer, str) else _layers(network)[_target_index(_layers(network), layer)][0]
-    fig.suptitle(f"Grad-CAM over {name}", fontsize=10)
+    for row, (one, name) in enumerate(zip(chosen, names, strict=True), start=1):
+        maps = grad_cam(network, x, target, one)
+        for j in range(len(x)):
+            axes[row, j].imshow(x[j, 0], cmap="gray", interpolation="nearest")
+            axes[row, j].imshow(maps[j], cmap="jet", alpha=0.5, interpolation="bilinear")
+        if len(chosen) > 1:
+            axes[row, 0].text(-0.15, 0.5, name, transform=axes[row, 0].transAxes, fontsize=7,
+                              rotation=90, ha="right", va="center")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.suptitle(f"Grad-CAM over {names[0]}" if len(names) == 1 else "Grad-CAM", fontsize=10)
     fig.tight_layout()
     return fig

@@ -546,6 +546,22 @@ def test_show_draws_a_png(data_dir, tmp_path, capsys, what):
     assert f"wrote {png}" in capsys.readouterr().out
 
 
+def test_show_gradcam_of_a_resnet_over_layers_inside_blocks(data_dir, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    assert _train(data_dir, out, "--net", "resnet", "--epochs", "1", "--train-size", "100",
+                  "--test-size", "50") == 0
+    png = tmp_path / "gradcam.png"
+    assert cli.main(["show", "gradcam", str(out / "params.npz"), "--net", "resnet",
+                     "--data-dir", str(data_dir), "--count", "3", "--out", str(png),
+                     "--layer", "block1_1.conv2,block2_1,3"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
+    assert cli.main(["show", "gradcam", str(out / "params.npz"), "--net", "resnet",
+                     "--data-dir", str(data_dir), "--count", "3", "--out", str(png),
+                     "--layer", "block1_1.conv9"]) != 0
+    assert "layers of block1_1: conv1, bn1" in capsys.readouterr().err
+
+
 def test_evaluate_names_the_network_a_file_belongs_to(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(data_dir, out, "--net", "simple", "--epochs", "1", "--train-size", "100") == 0

@@ -2,13 +2,15 @@
 gradients, parameter files, weight initialisation and the dtype switch."""
 from __future__ import annotations
 
+import copy
 import os
+import sys
 from collections import OrderedDict
 from typing import Any, Callable
 
 import numpy as np
 
-from fastzero import _validate, blocks, params_io
+from fastzero import _backend, _validate, blocks, params_io
 from fastzero.gradient import numerical_gradient as _numerical_gradient
 from fastzero.layers import SoftmaxWithLoss
 
@@ -19,6 +21,10 @@ def float_dtype(dtype: Any) -> np.dtype:
     if resolved not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {resolved}")
     return resolved
+
+
+#: The storage dtype of a network made by ``Network.astype(np.float16)``: inference only.
+HALF = np.dtype(np.float16)
 
 
 def normal_sampler(seed: int | np.random.Generator | None) -> Callable[..., np.ndarray]:
@@ -52,7 +58,7 @@ class Network:
         statistics), the layers' arrays; empty for most networks.
     dtype : np.dtype
         float64 (the book) or float32; parameters, activations and gradients
-        all have it.
+        all have it. float16 after :meth:`astype` (inference only).
     last_loss : float or None
         The loss computed by the last :meth:`gradient` call.
     input_dim : (C, H, W) or None
@@ -123,13 +129,54 @@ class Network:
     def _layer_list(self) -> list[Any]:
         return list(self.layers.values()) if isinstance(self.layers, dict) else list(self.layers)
 
+    def astype(self, dtype: Any) -> "Network":
+        """A copy of the network with its parameters stored in ``dtype``; ``self`` is unchanged.
+
+        float32 or float64 give an ordinary network of that dtype. float16 gives
+        an inference-only network, as the book's ``ch08/half_float_network.py``:
+        parameters and the activations passed between layers are stored in
+        float16, every layer computes in float32 (its kernels convert on the
+        way in), :meth:`predict` returns float32 scores, batch-norm running
+        statistics stay float32; :meth:`gradient` and training-mode forwards
+        raise ``TypeError``. Its files load into a network of any dtype.
+        """
+        target = np.dtype(dtype)
+        if target != HALF:
+            target = float_dtype(target)
+        compute = np.dtype(np.float32) if target == HALF else target
+        memo: dict[int, Any] = {id(m): m for m in map(sys.modules.get, _backend.BACKENDS.values())
+                                if m is not None}  # kernel modules a layer refers to stay shared
+        leaves = [layer for layer in _all_layers(self._layer_list())
+                  if not isinstance(layer, blocks.Block)]  # a block's fixed biases too
+        memo.update((id(a), a.astype(target)) for layer in leaves
+                    for a in blocks.params_of(layer).values())
+        memo.update((id(a), a.astype(compute)) for a in self.buffers.values())
+        converted = copy.deepcopy(self, memo)
+        converted.dtype = target
+        for layer in _all_layers(converted._layer_list()):
+            if isinstance(getattr(layer, "dtype", None), np.dtype):  # a block's input dtype
+                layer.dtype = compute
+        return converted
+
     def predict(self, x: np.ndarray, train_flg: bool = False) -> np.ndarray:
         """Scores (N, output_size) before the softmax.
 
         ``train_flg`` switches dropout and batch normalisation to training mode.
         """
         self._check_input_dim(x)
-        for layer in self._layer_list():
+        layers = self._layer_list()
+        if self.dtype == HALF:
+            if train_flg:  # so gradient(), numerical_gradient() and training refuse too
+                raise TypeError(
+                    f"{type(self).__name__}: a training-mode forward (train_flg=True) needs float32 "
+                    "or float64 parameters; this network is stored in float16 for inference only "
+                    "(convert it with astype(np.float32))"
+                )
+            x = np.asarray(x, dtype=HALF)
+            for layer in layers[:-1]:
+                x = blocks.forward(layer, x, False).astype(HALF)
+            return blocks.forward(layers[-1], x, False)
+        for layer in layers:
             x = blocks.forward(layer, x, train_flg)
         return x
 
@@ -230,3 +277,13 @@ class Network:
         existing arrays (so the layers see them), cast to the network's dtype.
         """
         params_io.load_params(self.state(), file_name)
+
+
+def _all_layers(layers: list[Any]) -> list[Any]:
+    """``layers`` and, depth first, the children of every block among them."""
+    found = []
+    for layer in layers:
+        found.append(layer)
+        if isinstance(layer, blocks.Block):
+            found += _all_layers(list(layer.children.values()))
+    return found

@@ -1,0 +1,93 @@
+"""What data augmentation adds to a training step: each preset on a batch of 100 MNIST-sized
+images against one SimpleConvNet and one DeepConvNet step (gradient + Adam), float32.
+
+    python benchmarks/augment_cost.py [--threads 1] [--rounds 41] [--parts]
+
+Everything is interleaved round by round in one process; at 1 thread the clock is the
+calling thread's CPU time (steady on a shared machine), otherwise wall time. Prints
+medians and the augmentation's cost as a percentage of each step; ``--parts`` also times
+the pieces of the elastic preset (noise, blur, resampling).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+BATCH = 100
+
+
+def measure(rounds: int = 41, threads: int = 1, dtype: str = "float32",
+            parts: bool = False, deep: bool = True) -> dict[str, float]:
+    """Median seconds of each step and augmentation (and the elastic pieces with
+    ``parts``; without DeepConvNet unless ``deep``), interleaved over ``rounds`` rounds."""
+    import fastzero
+    from fastzero import _backend
+    from fastzero.augment import PRESETS, _uniform_noise, gaussian_taps
+    from fastzero.nets import DeepConvNet, SimpleConvNet
+    from fastzero.optimizer import Adam
+
+    fastzero.set_backend("numba")
+    fastzero.set_num_threads(threads)
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    dt = np.dtype(dtype)
+    data = np.random.default_rng(0)
+    x = data.random((BATCH, 1, 28, 28), dtype=dt)
+    t = data.integers(0, 10, BATCH)
+    rng = np.random.default_rng(1)
+    jobs = {}
+    nets = [("SimpleConvNet step", SimpleConvNet(dtype=dt, seed=0))]
+    if deep:
+        nets.append(("DeepConvNet step", DeepConvNet(dtype=dt, seed=0)))
+    for name, net in nets:
+        optimizer = Adam()
+        jobs[name] = (lambda net=net, optimizer=optimizer:
+                      optimizer.update(net.params, net.gradient(x, t)))
+    for name, augment in PRESETS.items():
+        jobs[f"augment {name}"] = lambda augment=augment: augment(x, rng)
+    if parts:
+        k = _backend.kernels()
+        elastic = PRESETS["elastic"]
+        taps = gaussian_taps(elastic.elastic_sigma, dt)
+        noise = rng.random((2 * BATCH, 28, 28), dtype=dt)
+        src_y, src_x = elastic.source_points(x.shape, dt, rng)
+        jobs["  elastic: source points"] = lambda: elastic.source_points(x.shape, dt, rng)
+        jobs["  elastic: noise draw"] = lambda: _uniform_noise(rng, noise.shape, dt,
+                                                               elastic.elastic_alpha)
+        jobs["  elastic: blur of both fields"] = lambda: k.separable_blur(noise, taps)
+        jobs["  elastic: bilinear sample"] = lambda: k.bilinear_sample(x, src_y, src_x)
+    for job in jobs.values():  # compile, warm caches
+        job()
+    times = {name: [] for name in jobs}
+    for _ in range(rounds):
+        for name, job in jobs.items():
+            start = clock()
+            job()
+            times[name].append(clock() - start)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=41)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--parts", action="store_true")
+    args = p.parse_args()
+    median = measure(args.rounds, args.threads, args.dtype, args.parts)
+    kind = "calling-thread CPU" if args.threads == 1 else "wall"
+    print(f"{args.dtype}, batch {BATCH}, {args.threads} thread(s), {kind} ms, median of "
+          f"{args.rounds} interleaved rounds:")
+    steps = [name for name in median if name.endswith("step")]
+    for name, seconds in median.items():
+        share = ""
+        if name.startswith("augment"):
+            share = "  " + ", ".join(f"{100 * seconds / median[s]:.1f} % of {s.split()[0]}"
+                                     for s in steps)
+        print(f"  {name:32s} {1e3 * seconds:8.3f}{share}")
+
+
+if __name__ == "__main__":
+    main()
