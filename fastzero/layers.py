@@ -546,7 +546,7 @@ class SpatialBatchNormalization(BatchNormalization):
     """
 
     def forward(self, x: Any, train_flg: bool = True) -> np.ndarray:
-        gamma, _ = self._params()
+        gamma, beta = self._params()
         c = gamma.size
         x = v.layer_input(x, "SpatialBatchNormalization", f"(N, {c}, H, W)", ndim=4,
                           dtype=gamma.dtype)
@@ -555,19 +555,32 @@ class SpatialBatchNormalization(BatchNormalization):
                 f"SpatialBatchNormalization: expected input with {c} channels (N, {c}, H, W), "
                 f"got shape {x.shape}"
             )
-        n, _, h, w = x.shape
-        rows = super().forward(x.transpose(0, 2, 3, 1).reshape(n * h * w, c), train_flg)
+        momentum = v.real(self.momentum, "BatchNormalization", "momentum", 0.0, 1.0)
+        running_mean = self._running("running_mean", c, gamma.dtype)
+        running_var = self._running("running_var", c, gamma.dtype)
         self.input_shape = x.shape
-        return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        planes = x.reshape(x.shape[0], c, -1)  # (N, C, H*W): the kernels' per-channel layout
+        k = _backend.kernels()
+        if train_flg:
+            out, self._cache = k.batchnorm_forward_train(
+                planes, gamma, beta, running_mean, running_var, momentum, self.eps
+            )
+            self.batch_size = x.shape[0]
+            self._forwarded(k, x.shape, gamma.dtype)
+        else:
+            out = k.batchnorm_forward_infer(planes, gamma, beta, running_mean, running_var,
+                                            self.eps)
+            self._k = None
+        return out.reshape(x.shape)
 
     def backward(self, dout: Any) -> np.ndarray:
-        if self._k is None:
-            raise RuntimeError(f"{self._name}: backward() called without a preceding {self._needs}")
-        n, c, h, w = self.input_shape
-        dout = v.as_float_array(dout, self._name, "dout", self._dtype)
-        v.check_shape(dout, self.input_shape, self._name, "dout (the forward output's shape)")
-        drows = super().backward(dout.transpose(0, 2, 3, 1).reshape(n * h * w, c))
-        return drows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        k, dout = self._start_backward(dout)
+        gamma, _ = self._params()
+        self._check_param("gamma", gamma, (dout.shape[1],))
+        dx, self.dgamma, self.dbeta = k.batchnorm_backward(
+            dout.reshape(dout.shape[0], dout.shape[1], -1), self._cache, gamma
+        )
+        return dx.reshape(self._out_shape)
 
 
 class ResidualBlock(Block):

@@ -11,7 +11,7 @@ from fastzero.layers import (Affine, BatchNormalization, Convolution, Relu, Resi
                              SpatialBatchNormalization)
 from fastzero.nets._base import Network
 from fastzero.trainer import Trainer
-from gradcheck import numeric_grad
+from gradcheck import layer_gradcheck, numeric_grad
 
 SHAPE = (2, 4, 4)  # (C, H, W) of the test network's input
 CLASSES = 3
@@ -293,3 +293,61 @@ def test_spatial_batch_norm_checks_its_input(backend):
                                          r"of shape \(2, 3, 4, 5\)"):
         norm.backward(np.ones((2, 3, 5, 4)))
     assert norm.backward(np.ones_like(out)).shape == out.shape
+
+
+def _per_channel_reference(x, gamma, beta, dout, eps):
+    """torch's BatchNorm2d in training mode, in float64: (out, dx, dgamma, dbeta, mean, var)."""
+    x, dout = x.astype(np.float64), dout.astype(np.float64)
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    var = x.var(axis=(0, 2, 3), keepdims=True)
+    xn = (x - mean) / np.sqrt(var + eps)
+    g = gamma.astype(np.float64)[None, :, None, None]
+    out = g * xn + beta.astype(np.float64)[None, :, None, None]
+    dbeta = dout.sum(axis=(0, 2, 3))
+    dgamma = (dout * xn).sum(axis=(0, 2, 3))
+    dx = g / np.sqrt(var + eps) * (dout - dout.mean(axis=(0, 2, 3), keepdims=True)
+                                   - xn * (dout * xn).mean(axis=(0, 2, 3), keepdims=True))
+    return out, dx, dgamma, dbeta, mean.ravel(), var.ravel()
+
+
+# batch 1, odd sizes, one channel, and one large enough for numba's parallel path
+@pytest.mark.parametrize("shape", [(1, 3, 6, 5), (3, 4, 5, 7), (5, 1, 3, 3), (8, 16, 14, 14)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_spatial_batch_norm_normalises_each_channel(backend, shape, dtype):
+    rng = np.random.default_rng(5)
+    c = shape[1]
+    gamma = rng.uniform(0.5, 1.5, c).astype(dtype)
+    beta = rng.uniform(-0.5, 0.5, c).astype(dtype)
+    norm = SpatialBatchNormalization(gamma, beta)
+    tol = {"rtol": 1e-10, "atol": 1e-10} if dtype == np.float64 else {"rtol": 1e-4, "atol": 2e-5}
+    running_mean, running_var = np.zeros(c), np.zeros(c)
+    for _ in range(2):  # the running statistics move as momentum * running + 0.1 * batch
+        x = (2 * rng.standard_normal(shape) + rng.uniform(-1, 1, (1, c, 1, 1))).astype(dtype)
+        dout = rng.standard_normal(shape).astype(dtype)
+        out = norm.forward(x)
+        dx = norm.backward(dout)
+        ref_out, ref_dx, ref_dgamma, ref_dbeta, mean, var = _per_channel_reference(
+            x, gamma, beta, dout, norm.eps)
+        running_mean = 0.9 * running_mean + 0.1 * mean
+        running_var = 0.9 * running_var + 0.1 * var
+        for name, got, want in [("out", out, ref_out), ("dx", dx, ref_dx),
+                                ("dgamma", norm.dgamma, ref_dgamma),
+                                ("dbeta", norm.dbeta, ref_dbeta),
+                                ("running_mean", norm.running_mean, running_mean),
+                                ("running_var", norm.running_var, running_var)]:
+            assert got.dtype == dtype, name
+            scale = max(float(np.max(np.abs(want))), 1.0)
+            np.testing.assert_allclose(got, want, rtol=tol["rtol"], atol=tol["atol"] * scale,
+                                       err_msg=name)
+    per_channel = (slice(None), None, None)  # (C,) against (N, C, H, W)
+    xn = (x - running_mean[per_channel]) / np.sqrt(running_var + norm.eps)[per_channel]
+    ref = gamma[per_channel] * xn + beta[per_channel]
+    np.testing.assert_allclose(norm.forward(x, train_flg=False), ref, **tol)
+
+
+def test_spatial_batch_norm_gradients(backend):
+    rng = np.random.default_rng(6)
+    norm = SpatialBatchNormalization(rng.uniform(0.5, 1.5, 3), rng.uniform(-0.5, 0.5, 3))
+    x = rng.standard_normal((2, 3, 4, 5)) + rng.uniform(-1, 1, (1, 3, 1, 1))
+    errors = layer_gradcheck(norm, x, params=("gamma", "beta"))
+    assert max(errors.values()) < 1e-7, errors

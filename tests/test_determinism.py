@@ -15,7 +15,7 @@ import pytest
 import fastzero
 from fastzero import _backend
 from fastzero.kernels import KERNEL_NAMES
-from fastzero.kernels.cases import CASES
+from fastzero.kernels.cases import CASES, cases_of
 from fastzero.layers import (
     Affine,
     BatchNormalization,
@@ -126,19 +126,37 @@ def flat_arrays(result):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_results_do_not_depend_on_array_alignment(dtype):
-    """Every kernel at its "parallel" size, inputs placed at 8-byte offsets: bitwise-equal
+    """Every kernel at its "parallel" sizes, inputs placed at 8-byte offsets: bitwise-equal
     outputs and in-place updates (vectorised loops must not take alignment-dependent paths)."""
     fast = _backend.kernels("numba")
     assert set(CASES) == set(KERNEL_NAMES)
     for name, case in CASES.items():
-        (dims,) = case.shapes("parallel").values()
-        args = case.arguments(fast, dims, dtype)
-        runs = []
-        for offset in range(4):
-            moved = [shifted(a, offset) if isinstance(a, np.ndarray) and a.dtype == dtype
-                     else a for a in args]
-            result = getattr(fast, name)(*moved)
-            runs.append(flat_arrays(result) + [a for a in moved if isinstance(a, np.ndarray)])
-        for offset, run in enumerate(runs[1:], 1):
-            for a, b in zip(runs[0], run):
-                np.testing.assert_array_equal(a, b, err_msg=f"{name}, offset {offset}")
+        for label, dims in case.shapes("parallel").items():
+            args = case.arguments(fast, dims, dtype)
+            runs = []
+            for offset in range(4):
+                moved = [shifted(a, offset) if isinstance(a, np.ndarray) and a.dtype == dtype
+                         else a for a in args]
+                result = getattr(fast, name)(*moved)
+                runs.append(flat_arrays(result) + [a for a in moved if isinstance(a, np.ndarray)])
+            for offset, run in enumerate(runs[1:], 1):
+                for a, b in zip(runs[0], run):
+                    np.testing.assert_array_equal(a, b, err_msg=f"{name} {label}, offset {offset}")
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_norm_kernels_give_the_same_bits_on_one_and_two_threads(dtype):
+    """Each thread owns whole columns or channels and sums them in a fixed order, so the
+    batch norm kernels' parallel paths give the serial results bit for bit."""
+    fast = _backend.kernels("numba")
+    for case in cases_of("norm"):
+        for label, dims in case.shapes("parallel").items():
+            runs = []
+            for threads in (1, 2, 2):
+                fastzero.set_num_threads(threads)
+                args = case.arguments(fast, dims, dtype)
+                runs.append(flat_arrays(case.call(fast, args)) + [args[i] for i in case.updates])
+            for threads, run in zip((2, 2), runs[1:]):
+                for a, b in zip(runs[0], run, strict=True):
+                    np.testing.assert_array_equal(b, a, err_msg=f"{case.kernel} {label}, {threads} threads")

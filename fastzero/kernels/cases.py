@@ -13,8 +13,8 @@ Sizes:
     odd, small shapes (batch 1, odd widths, a single column, windows that
     overlap or skip): what the numpy-vs-numba equivalence tests run;
 ``"parallel"``
-    one shape just large enough for the numba kernels' parallel paths (the
-    determinism and alignment tests);
+    shapes just large enough for the numba kernels' parallel paths, one per
+    path (the determinism and alignment tests);
 ``"book"``
     the book's layer shapes at batch 100, named after the layer
     (``"SimpleConvNet.conv1"``): what the benchmarks time.
@@ -56,14 +56,14 @@ class Shapes:
 
     doc: str
     tiny: tuple[Dims, ...]
-    parallel: Dims
+    parallel: tuple[Dims, ...]
     book: dict[str, Dims]
 
     def of(self, size: Size) -> dict[str, Dims]:
         """``{label: dims}`` of one size; tiny and parallel shapes are labelled by their dims."""
         if size == "book":
             return dict(self.book)
-        dims = self.tiny if size == "tiny" else (self.parallel,)
+        dims = self.tiny if size == "tiny" else self.parallel
         return {"x".join(map(str, d)): d for d in dims}
 
 
@@ -112,7 +112,7 @@ CONV = Shapes(
         (7, 16, 13, 11, 3, 3, 5, 2, 1),
         (3, 1, 6, 9, 5, 3, 3, 2, 0),
     ),
-    parallel=(8, 3, 16, 16, 8, 3, 3, 1, 1),
+    parallel=((8, 3, 16, 16, 8, 3, 3, 1, 1),),
     book={
         "SimpleConvNet.conv1": (BATCH, 1, 28, 28, 30, 5, 5, 1, 0),
         # DeepConvNet conv2 (16->16 at 28x28) and conv6 (64->64 at 8x8, after conv4's pad 2)
@@ -133,7 +133,7 @@ POOL = Shapes(
         (1, 3, 5, 5, 5, 5, 1, 2),
         (4, 1, 13, 7, 1, 4, 2, 0),
     ),
-    parallel=(8, 3, 16, 16, 2, 2, 2, 0),
+    parallel=((8, 3, 16, 16, 2, 2, 2, 0),),
     book={
         "SimpleConvNet.pool1": (BATCH, 30, 24, 24, 2, 2, 2, 0),
         "DeepConvNet.pool1": (BATCH, 16, 28, 28, 2, 2, 2, 0),
@@ -145,7 +145,7 @@ POOL = Shapes(
 DENSE = Shapes(
     doc="(N, D, M)",
     tiny=((1, 1, 1), (1, 9, 5), (7, 13, 3), (130, 2, 1), (3, 11, 300), (257, 7, 131)),
-    parallel=(32, 1200, 50),
+    parallel=((32, 1200, 50),),
     book={"SimpleConvNet.affine1": (BATCH, 4320, 100), "TwoLayerNet.affine1": (BATCH, 784, 50)},
 )
 
@@ -153,7 +153,7 @@ DENSE = Shapes(
 ARRAY = Shapes(
     doc="any shape",
     tiny=((1,), (7, 13), (2, 3, 5, 7), (1, 40000), (3, 5, 47, 53)),
-    parallel=(32, 1200),
+    parallel=((32, 1200),),
     book={"SimpleConvNet.conv1_out": (BATCH, 30, 24, 24), "MultiLayerNet.hidden": (BATCH, 100)},
 )
 
@@ -161,22 +161,29 @@ ARRAY = Shapes(
 ROWS = Shapes(
     doc="(N, D)",
     tiny=((1, 1), (1, 9), (7, 13), (130, 1), (3, 300), (257, 131)),
-    parallel=(32, 1200),
+    parallel=((32, 1200),),
     book={"output": (BATCH, 10)},
 )
 
+#: (N, D), the book's layer, per column; or (N, C, L), images (N, C, H*W), per channel
 NORM = Shapes(
-    doc="(N, D)",
-    tiny=ROWS.tiny,
-    parallel=ROWS.parallel,
-    book={"MultiLayerNetExtend.hidden": (BATCH, 100), "wide": (BATCH, 1000)},
+    doc="(N, D) or (N, C, L)",
+    # batch 1, one value per channel, odd sizes, one channel; the last in parallel
+    tiny=ROWS.tiny + ((1, 5, 25), (1, 3, 1), (7, 3, 11), (2, 16, 49), (3, 1, 130), (5, 7, 260)),
+    parallel=ROWS.parallel + ((8, 16, 196),),
+    book={
+        "MultiLayerNetExtend.hidden": (BATCH, 100),
+        "wide": (BATCH, 1000),
+        "ResNet.stage1": (BATCH, 16, 28 * 28),
+        "ResNet.stage3": (BATCH, 64, 7 * 7),
+    },
 )
 
 #: (N, H, W, r): planes and a blur of 2r+1 taps
 BLUR = Shapes(
     doc="(N, H, W, r)",
     tiny=((1, 5, 7, 1), (2, 4, 9, 3), (3, 28, 28, 12)),
-    parallel=(8, 28, 28, 12),
+    parallel=((8, 28, 28, 12),),
     book={"MNIST.elastic": (BATCH, 28, 28, 8)},  # Augment's elastic_sigma 4: r = 8
 )
 
@@ -184,7 +191,7 @@ BLUR = Shapes(
 WARP = Shapes(
     doc="(N, C, H, W)",
     tiny=((1, 1, 5, 7), (2, 3, 9, 4), (3, 1, 28, 28)),
-    parallel=(8, 1, 28, 28),
+    parallel=((8, 1, 28, 28),),
     book={"MNIST": (BATCH, 1, 28, 28)},
 )
 
@@ -192,7 +199,7 @@ WARP = Shapes(
 PARAM = Shapes(
     doc="a parameter's shape",
     tiny=((37,), (4, 3, 5, 5)),
-    parallel=(32, 1200),
+    parallel=((32, 1200),),
     book={"1M": (1000, 1000)},
 )
 

@@ -1,13 +1,18 @@
-"""Batch normalisation kernels (the book's ``BatchNormalization``), x (N, D).
+"""Batch normalisation kernels (the book's ``BatchNormalization``), x (N, D) or (N, C, L).
 
-Statistics are per column over the N rows. The training kernels work on
-spans of whole columns (:mod:`._parallel`), walking the rows in order, so the
-column reductions neither race nor depend on the thread count, and memory is
-read row by row.
+For (N, D) the statistics are per column over the N rows. The training
+kernels work on spans of whole columns (:mod:`._parallel`), walking the rows
+in order, so the column reductions neither race nor depend on the thread
+count, and memory is read row by row.
+
+For (N, C, L) (images as (N, C, H*W)) the statistics are per channel over N
+and L. The training kernels work on spans of whole channels, walking the
+channel's N contiguous runs of L values in order, so again nothing races and
+the thread count changes nothing.
 
 The training forward returns ``cache = (xc, std)``: the centred input
-``x - mean`` (N, D) and ``sqrt(var + eps)`` (D,); the backward recomputes
-``xn = xc / std`` instead of storing it.
+``x - mean`` (like x) and ``sqrt(var + eps)`` (D,) or (C,); the backward
+recomputes ``xn = xc / std`` instead of storing it.
 """
 from __future__ import annotations
 
@@ -105,6 +110,104 @@ _batchnorm_forward_infer = spans(_forward_infer_rows, "x.shape[0]", "4 * x.shape
 _batchnorm_backward = spans(_backward_columns, "dout.shape[1]", "6 * dout.shape[0]")
 
 
+@jit
+def _forward_train_channels(lo, hi, x, gamma, beta, running_mean, running_var, momentum, keep,
+                            eps, out, xc, std):
+    """The training forward of channels ``lo:hi`` of (N, C, L): statistics, running update, output.
+
+    Each sum over a channel's N*L values adds up one partial sum per run of
+    L values, so float32 rounding grows with N + L, not N * L.
+    """
+    typ = x.dtype.type
+    inv_count = typ(1) / typ(x.shape[0] * x.shape[2])
+    for c in range(lo, hi):
+        total = typ(0)
+        for i in range(x.shape[0]):
+            plane = x[i, c]
+            partial = typ(0)
+            for j in range(plane.size):
+                partial += plane[j]
+            total += partial
+        mean = total * inv_count
+        squares = typ(0)
+        for i in range(x.shape[0]):
+            plane, centred = x[i, c], xc[i, c]
+            partial = typ(0)
+            for j in range(plane.size):
+                d = plane[j] - mean
+                centred[j] = d
+                partial += d * d
+            squares += partial
+        var = squares * inv_count
+        sd = np.sqrt(var + eps)
+        std[c] = sd
+        running_mean[c] = momentum * running_mean[c] + keep * mean
+        running_var[c] = momentum * running_var[c] + keep * var
+        g, b = gamma[c], beta[c]
+        for i in range(x.shape[0]):
+            centred, plane_out = xc[i, c], out[i, c]
+            for j in range(centred.size):
+                plane_out[j] = g * (centred[j] / sd) + b
+
+
+@jit
+def _forward_infer_planes(lo, hi, x, gamma, beta, running_mean, running_var, eps, out):
+    x, out = x[lo:hi], out[lo:hi]
+    for c in range(x.shape[1]):
+        m, sd = running_mean[c], np.sqrt(running_var[c] + eps)
+        g, b = gamma[c], beta[c]
+        for i in range(x.shape[0]):
+            plane, plane_out = x[i, c], out[i, c]
+            for j in range(plane.size):
+                plane_out[j] = g * ((plane[j] - m) / sd) + b
+
+
+@jit
+def _backward_channels(lo, hi, dout, xc, std, gamma, dx, dgamma, dbeta):
+    """The backward of :func:`_backward_columns` for channels ``lo:hi`` of (N, C, L), over
+    M = N*L values each, summing by runs of L as :func:`_forward_train_channels` does."""
+    typ = dout.dtype.type
+    inv_count = typ(1) / typ(dout.shape[0] * dout.shape[2])
+    for c in range(lo, hi):
+        sum_d, sum_dxc = typ(0), typ(0)
+        for i in range(dout.shape[0]):
+            d_plane, c_plane = dout[i, c], xc[i, c]
+            part_d, part_dxc = typ(0), typ(0)
+            for j in range(d_plane.size):
+                part_d += d_plane[j]
+                part_dxc += d_plane[j] * c_plane[j]
+            sum_d += part_d
+            sum_dxc += part_dxc
+        s, g = std[c], gamma[c]
+        scale = g / s
+        shift = -inv_count * g * sum_dxc / (s * s * s)
+        dbeta[c] = sum_d
+        dgamma[c] = sum_dxc / s
+        dmean = typ(0)
+        for i in range(dout.shape[0]):
+            d_plane, c_plane, dx_plane = dout[i, c], xc[i, c], dx[i, c]
+            partial = typ(0)
+            for j in range(d_plane.size):
+                v = scale * d_plane[j] + shift * c_plane[j]
+                dx_plane[j] = v
+                partial += v
+            dmean += partial
+        dmean *= inv_count
+        for i in range(dout.shape[0]):
+            dx_plane = dx[i, c]
+            for j in range(dx_plane.size):
+                dx_plane[j] -= dmean
+
+
+# Costs: operations per channel (N*L values) or per sample (C*L values).
+_batchnorm_forward_train_channels = spans(_forward_train_channels, "x.shape[1]",
+                                          "4 * x.shape[0] * x.shape[2]")
+_batchnorm_forward_infer_channels = spans(_forward_infer_planes, "x.shape[0]",
+                                          "4 * x.shape[1] * x.shape[2]")
+_batchnorm_backward_channels = spans(_backward_channels, "dout.shape[1]",
+                                     "6 * dout.shape[0] * dout.shape[2]")
+
+
 def batchnorm_forward_train(
     x: np.ndarray,
     gamma: np.ndarray,
@@ -114,21 +217,23 @@ def batchnorm_forward_train(
     momentum: float,
     eps: float,
 ):
-    """Normalise ``x`` (N, D) with its batch statistics; update the running ones.
+    """Normalise ``x`` (N, D) or (N, C, L) with its batch statistics; update the running ones.
 
-    ``running_mean`` and ``running_var`` (D,) are updated in place:
+    Statistics are per column of (N, D), per channel of (N, C, L).
+    ``running_mean`` and ``running_var`` (D,) or (C,) are updated in place:
     ``running = momentum * running + (1 - momentum) * batch_stat`` (biased var).
 
     Returns
     -------
-    out : (N, D) array, ``gamma * (x - mean) / sqrt(var + eps) + beta``
+    out : array like x, ``gamma * (x - mean) / sqrt(var + eps) + beta``
     cache : opaque, for :func:`batchnorm_backward`
     """
     typ = x.dtype.type
     out = np.empty_like(x)
     xc = np.empty_like(x)
     std = np.empty(x.shape[1], dtype=x.dtype)
-    _batchnorm_forward_train(
+    train = _batchnorm_forward_train if x.ndim == 2 else _batchnorm_forward_train_channels
+    train(
         x, gamma, beta, running_mean, running_var,
         typ(momentum), typ(1 - momentum), typ(eps), out, xc, std,
     )
@@ -143,9 +248,10 @@ def batchnorm_forward_infer(
     running_var: np.ndarray,
     eps: float,
 ) -> np.ndarray:
-    """Normalise ``x`` (N, D) with the running statistics (D,)."""
+    """Normalise ``x`` (N, D) or (N, C, L) with the running statistics (D,) or (C,)."""
     out = np.empty_like(x)
-    _batchnorm_forward_infer(x, gamma, beta, running_mean, running_var, x.dtype.type(eps), out)
+    infer = _batchnorm_forward_infer if x.ndim == 2 else _batchnorm_forward_infer_channels
+    infer(x, gamma, beta, running_mean, running_var, x.dtype.type(eps), out)
     return out
 
 
@@ -154,18 +260,19 @@ def batchnorm_backward(dout: np.ndarray, cache, gamma: np.ndarray):
 
     Parameters
     ----------
-    dout : (N, D) array
+    dout : (N, D) or (N, C, L) array
     cache : from :func:`batchnorm_forward_train`
-    gamma : (D,) array
+    gamma : (D,) or (C,) array
 
     Returns
     -------
-    dx : (N, D) array
-    dgamma, dbeta : (D,) arrays
+    dx : array like dout
+    dgamma, dbeta : arrays like gamma
     """
     xc, std = cache
     dx = np.empty_like(dout)
     dgamma = np.empty_like(std)
     dbeta = np.empty_like(std)
-    _batchnorm_backward(dout, xc, std, gamma, dx, dgamma, dbeta)
+    backward = _batchnorm_backward if dout.ndim == 2 else _batchnorm_backward_channels
+    backward(dout, xc, std, gamma, dx, dgamma, dbeta)
     return dx, dgamma, dbeta
