@@ -393,30 +393,39 @@ class BatchNormalization(_Layer):
                 f"BatchNormalization: expected input with {d} features per sample "
                 f"(N, {d}) or (N, C, H, W) with C*H*W = {d}, got shape {x.shape}"
             )
+        return self._normalise(x, gamma, beta, train_flg)
+
+    def _layout(self, a: np.ndarray) -> np.ndarray:
+        """``a`` as the kernels take it: (N, D), each column normalised over N."""
+        return a.reshape(a.shape[0], -1)
+
+    def _normalise(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                   train_flg: bool) -> np.ndarray:
+        """The kernels on a validated ``x``; a training forward updates the running statistics."""
         momentum = v.real(self.momentum, "BatchNormalization", "momentum", 0.0, 1.0)
-        running_mean = self._running("running_mean", d, gamma.dtype)
-        running_var = self._running("running_var", d, gamma.dtype)
+        running_mean = self._running("running_mean", gamma.size, gamma.dtype)
+        running_var = self._running("running_var", gamma.size, gamma.dtype)
         self.input_shape = x.shape
-        rows = x.reshape(x.shape[0], d)
+        features = self._layout(x)
         k = _backend.kernels()
         if train_flg:
             out, self._cache = k.batchnorm_forward_train(
-                rows, gamma, beta, running_mean, running_var, momentum, self.eps
+                features, gamma, beta, running_mean, running_var, momentum, self.eps
             )
             self.batch_size = x.shape[0]
             self._forwarded(k, x.shape, gamma.dtype)
         else:
-            out = k.batchnorm_forward_infer(rows, gamma, beta, running_mean, running_var, self.eps)
+            out = k.batchnorm_forward_infer(features, gamma, beta, running_mean, running_var,
+                                            self.eps)
             self._k = None
         return out.reshape(x.shape)
 
     def backward(self, dout: Any) -> np.ndarray:
         k, dout = self._start_backward(dout)
         gamma, _ = self._params()
-        self._check_param("gamma", gamma, (dout[0].size,))
-        dx, self.dgamma, self.dbeta = k.batchnorm_backward(
-            dout.reshape(dout.shape[0], -1), self._cache, gamma
-        )
+        features = self._layout(dout)
+        self._check_param("gamma", gamma, (features.shape[1],))
+        dx, self.dgamma, self.dbeta = k.batchnorm_backward(features, self._cache, gamma)
         return dx.reshape(self._out_shape)
 
 
@@ -555,32 +564,11 @@ class SpatialBatchNormalization(BatchNormalization):
                 f"SpatialBatchNormalization: expected input with {c} channels (N, {c}, H, W), "
                 f"got shape {x.shape}"
             )
-        momentum = v.real(self.momentum, "BatchNormalization", "momentum", 0.0, 1.0)
-        running_mean = self._running("running_mean", c, gamma.dtype)
-        running_var = self._running("running_var", c, gamma.dtype)
-        self.input_shape = x.shape
-        planes = x.reshape(x.shape[0], c, -1)  # (N, C, H*W): the kernels' per-channel layout
-        k = _backend.kernels()
-        if train_flg:
-            out, self._cache = k.batchnorm_forward_train(
-                planes, gamma, beta, running_mean, running_var, momentum, self.eps
-            )
-            self.batch_size = x.shape[0]
-            self._forwarded(k, x.shape, gamma.dtype)
-        else:
-            out = k.batchnorm_forward_infer(planes, gamma, beta, running_mean, running_var,
-                                            self.eps)
-            self._k = None
-        return out.reshape(x.shape)
+        return self._normalise(x, gamma, beta, train_flg)
 
-    def backward(self, dout: Any) -> np.ndarray:
-        k, dout = self._start_backward(dout)
-        gamma, _ = self._params()
-        self._check_param("gamma", gamma, (dout.shape[1],))
-        dx, self.dgamma, self.dbeta = k.batchnorm_backward(
-            dout.reshape(dout.shape[0], dout.shape[1], -1), self._cache, gamma
-        )
-        return dx.reshape(self._out_shape)
+    def _layout(self, a: np.ndarray) -> np.ndarray:
+        """``a`` as the kernels take it: (N, C, H*W), each channel normalised over N, H and W."""
+        return a.reshape(a.shape[0], a.shape[1], -1)
 
 
 class ResidualBlock(Block):

@@ -7,6 +7,7 @@ numba timings measured in one process) and the asv suites under
 * :mod:`.cases`: what is timed (inputs by dtype, the work on a backend);
 * :mod:`.timing`: interleaved samples and their medians;
 * :mod:`.coldstart`: the first call in fresh interpreters;
+* :mod:`.tail`: single calls' spread (median/p90/max) and empty parallel regions;
 * :mod:`.report`: the measurements as a JSON-ready dict and as tables;
 * :mod:`.command`: the ``fastzero bench`` command line.
 

@@ -1,7 +1,9 @@
 """Python threads over slices of an axis, for the kernels that call BLAS.
 
-Every matrix product of the numba backend (convolution and affine) runs
-here: each of ``T`` threads takes a contiguous slice (of the batch, or of the
+The numba backend's products that call BLAS (the affine layers and the
+convolutions on im2col + BLAS) run here; convolutions that call no BLAS
+(vector tiles, few-tap loops) run their parts in one ``prange`` region
+instead (``conv.py``). Here each of ``T`` threads takes a contiguous slice (of the batch, or of the
 work of a layer) and does everything for it, serial numba kernels
 (``nogil``) and *single-threaded* BLAS, from start to end. Two reasons,
 both measured (docs/speed.md):
