@@ -52,11 +52,14 @@ _LIBRARIES = {"two_layer_net.py", "simple_convnet.py", "deep_convnet.py"}
 
 
 def book_scripts(book: Path) -> list[str]:
-    """The chapter 5-8 scripts that import the book's ``common`` or ``dataset`` package."""
+    """The chapter 5-8 scripts that import a module :data:`REEXPORTS` replaces."""
+    imported = {Path(module).parent.name if module.startswith(("common", "dataset"))
+                else Path(module).stem for module in REEXPORTS}
     found = []
     for path in sorted(book.glob("ch0[5-8]/*.py")):
         text = path.read_text(encoding="utf-8")
-        if path.name not in _LIBRARIES and ("common" in text or "dataset" in text):
+        if path.name not in _LIBRARIES and any(f"{name} import" in text or f"{name}." in text
+                                               for name in imported):
             found.append(path.relative_to(book).as_posix())
     return found
 
