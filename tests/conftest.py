@@ -1,4 +1,5 @@
-"""Shared test configuration: opt-in slow tests, hypothesis profiles, backend fixture."""
+"""Shared test configuration: opt-in slow tests, hypothesis profiles, backend fixture,
+the thread count restored after each test."""
 import os
 
 import numpy as np
@@ -25,6 +26,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _thread_count_restored():
+    """Each test finds fastzero's thread count as the previous one did: an in-process
+    ``fastzero train --threads 1`` would otherwise change what later tests run on."""
+    threads = fastzero.get_num_threads()
+    yield
+    if fastzero.get_num_threads() != threads:
+        fastzero.set_num_threads(threads)
 
 
 @pytest.fixture(params=available_backends())

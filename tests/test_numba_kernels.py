@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from numba.core.dispatcher import Dispatcher
 
+import fastzero
+
 from fastzero.kernels.cases import CASES
 from fastzero.kernels.numba import (activation, augment, conv, conv_vector, dense, dropout, loss, norm,
                                     optim, pool)
@@ -162,10 +164,14 @@ def test_batchnorm_backward_matches_numerical_gradient(rng):
 
 def run_every_kernel_in_float32():
     """One float32 call of every kernel in the modules under test (fills their signatures),
-    every call of more than one sample shared out among the threads (the parallel drivers)."""
+    every call of more than one sample shared out among all the threads (the parallel
+    drivers), whatever thread count an earlier test left behind."""
+    from fastzero._threads import max_threads
     from fastzero.kernels.numba import _slices
 
     saved, _slices.INLINE_OPS = _slices.INLINE_OPS, 0
+    threads = fastzero.get_num_threads()
+    fastzero.set_num_threads(max_threads())
     try:
         for case in CASES.values():  # every shape: the convolutions' paths depend on it
             for size in ("tiny", "book"):
@@ -173,6 +179,7 @@ def run_every_kernel_in_float32():
                     case.call(FAST, case.arguments(FAST, dims, np.float32))
     finally:
         _slices.INLINE_OPS = saved
+        fastzero.set_num_threads(threads)
 
 
 def native_bodies(llvm_ir):
