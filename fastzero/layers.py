@@ -151,7 +151,7 @@ class Relu(_Layer):
         k = _backend.kernels()
         out, mask = k.relu_forward(x)
         self.mask = self._mask = mask
-        self._k, self._out_shape, self._dtype = k, x.shape, x.dtype
+        self._forwarded(k, x.shape, x.dtype)
         return out
 
     def backward(self, dout: Any) -> np.ndarray:
@@ -169,7 +169,7 @@ class Sigmoid(_Layer):
         x = v.layer_input(x, "Sigmoid", "(N, ...)")
         k = _backend.kernels()
         self.out = self._out = out = k.sigmoid_forward(x)
-        self._k, self._out_shape, self._dtype = k, x.shape, x.dtype
+        self._forwarded(k, x.shape, x.dtype)
         return out
 
     def backward(self, dout: Any) -> np.ndarray:
@@ -216,7 +216,7 @@ class Affine(_Layer):
         self.x = self._x = x2 = x if len(shape) == 2 else x.reshape(shape[0], -1)
         k = _backend.kernels()
         out = k.affine_forward(x2, W, b)
-        self._k, self._out_shape, self._dtype = k, out.shape, W.dtype
+        self._forwarded(k, out.shape, W.dtype)
         return out
 
     @staticmethod
@@ -307,7 +307,7 @@ class Dropout(_Layer):
         k = _backend.kernels()
         out, mask = k.dropout_forward(x, rand, ratio)
         self.mask = self._mask = mask
-        self._k, self._out_shape, self._dtype = k, x.shape, x.dtype
+        self._forwarded(k, x.shape, x.dtype)
         return out
 
     def backward(self, dout: Any) -> np.ndarray:
