@@ -180,7 +180,7 @@ class Network:
                 x = blocks.forward(layer, x, False).astype(HALF)
             return blocks.forward(last, x, False)
         for layer in layers:
-            x = layer.forward(x, train_flg) if blocks.takes_train_flg(layer) else layer.forward(x)
+            x = blocks.forward(layer, x, train_flg)
         return x
 
     def _check_input_dim(self, x: Any) -> None:
