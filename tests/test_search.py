@@ -255,23 +255,28 @@ def test_worker_killed_mid_trial(client, tmp_path):
     trial recorded once, the killed one by another worker process."""
     from fastzero.search.runner import run_search
 
-    s = settings_for("--trials", "6", "--epochs", "10", "--train-size", "1000")
+    s = settings_for("--trials", "6", "--epochs", "20", "--train-size", "1000")
     data = data_for(s)
     out: dict = {}
     search = threading.Thread(target=lambda: out.setdefault(
         "records", run_search(s, data, tmp_path, client, progress=False)))
     search.start()
     try:
+        def executing(dask_worker):
+            return os.getpid(), [ts.key for ts in dask_worker.state.executing]
+
         victim = None
         deadline = time.monotonic() + 120
         while victim is None and time.monotonic() < deadline:
-            running = client.run(lambda dask_worker: [ts.key for ts in dask_worker.state.executing])
-            victim = next(((a, keys[0]) for a, keys in running.items() if keys), None)
-            time.sleep(0.05)
+            running = client.run(executing)
+            started = {(a, keys[0]) for a, (_, keys) in running.items() if keys}
+            time.sleep(0.3)  # into the trial (a trial takes a second or more)
+            # still on the same trial 0.3 s later: kill it now, a round trip after this check
+            running = client.run(executing)
+            victim = next(((a, keys[0], pid) for a, (pid, keys) in running.items()
+                           if keys and (a, keys[0]) in started), None)
         assert victim is not None, "no trial started"
-        address, key = victim
-        time.sleep(0.3)  # well into the trial (a trial takes about a second)
-        pid = client.run(os.getpid, workers=[address])[address]
+        address, key, pid = victim
         os.kill(pid, signal.SIGKILL)
         recorded_before_kill = {r["trial"] for r in read_records(tmp_path / RESULTS)}
     finally:
