@@ -285,7 +285,11 @@ def load_mnist(normalize: bool = True, flatten: bool = True, one_hot_label: bool
     for split in ("train", "test"):
         x, t = arrays[f"{split}_img"], arrays[f"{split}_label"]
         x = x.reshape(len(x), -1) if flatten else x.reshape(len(x), 1, *x.shape[1:])
-        x = x.astype(np.float32) / np.float32(255.0) if normalize else x.copy()
+        if normalize:  # divided in place, as the book: one float32 array, not two
+            x = x.astype(np.float32)
+            x /= np.float32(255.0)
+        else:
+            x = x.copy()
         t = _one_hot(t) if one_hot_label else t.copy()
         out.append((x, t))
     return tuple(out)
