@@ -58,12 +58,21 @@ KERNEL_NAMES: tuple[str, ...] = tuple(n for names in KERNELS.values() for n in n
 
 
 def export(package: str, namespace: dict[str, Any]) -> list[str]:
-    """Import every kernel of :data:`KERNELS` from ``package.<module>`` into ``namespace``.
+    """Give ``package`` every kernel of :data:`KERNELS`, each imported from ``package.<module>``
+    on first use (a module ``__getattr__``, PEP 562).
 
-    A backend package calls ``__all__ = export(__name__, globals())``.
+    A backend package calls ``__all__ = export(__name__, globals())``. A
+    script that never convolves never imports (nor loads the machine code
+    of) the convolution kernels.
     """
-    for module, names in KERNELS.items():
-        source = importlib.import_module(f"{package}.{module}")
-        for name in names:
-            namespace[name] = getattr(source, name)
+    modules = {name: module for module, names in KERNELS.items() for name in names}
+
+    def __getattr__(name: str) -> Any:
+        module = modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        kernel = namespace[name] = getattr(importlib.import_module(f"{package}.{module}"), name)
+        return kernel
+
+    namespace["__getattr__"] = __getattr__
     return list(KERNEL_NAMES)
