@@ -12,7 +12,8 @@ book's rule to every entry with the active backend's kernel. As in the book:
 * anything else the book's arithmetic takes -- Python or NumPy scalars,
   lists, int or bool arrays -- has its dict entry replaced by the result
   (a NumPy float scalar for a scalar, a float64 array otherwise; an int array
-  cannot hold the step, so its entry becomes a new array).
+  cannot hold the step, so its entry becomes a new array). These are
+  stepped by the NumPy reference kernels whatever the backend.
 
 A gradient must have its parameter's shape; it is computed in the
 parameter's float dtype. Everything is checked before anything is updated;
@@ -63,9 +64,11 @@ class _Optimizer:
             for key, param, work, grad in self._pairs(params, grads)
         ]
         args = self._step_args(hyper)
-        kernel = getattr(_backend.kernels(), self._kernel)
-        for _, _, _, arrays in steps:
-            kernel(*arrays, *args)
+        for _, param, _, arrays in steps:
+            # A scalar, list or int array takes the book's NumPy arithmetic: for a few
+            # numbers a numba call, and loading numba for it, costs more than it saves.
+            backend = None if isinstance(param, np.ndarray) and param.dtype.kind == "f" else "numpy"
+            getattr(_backend.kernels(backend), self._kernel)(*arrays, *args)
         for key, param, work, _ in steps:
             if work is not param:
                 v.store_update(params, key, param, work)
