@@ -5,12 +5,16 @@ NumPy's ``exp`` in the sigmoid from 1024 elements. These tests hold those paths 
 plain NumPy formulas of the book's maths on both backends, and check that a
 malformed input arriving after well-formed calls still gets the full check's error.
 """
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from fastzero import _validate
 from fastzero.kernels.numba import activation, dense
 from fastzero.layers import Affine, Dropout, Relu, Sigmoid, SoftmaxWithLoss
+from fastzero.gradient import numerical_gradient
 from fastzero.nets import TwoLayerNet
 
 BATCHES = [1, 2, 3, 4, 100]
@@ -220,3 +224,65 @@ def test_softmax_with_loss_backward_refuses_bad_dout(backend, dout, error, rng):
     layer.forward(rng.standard_normal((3, 4)), np.array([0, 3, 1]))
     with pytest.raises(error, match="SoftmaxWithLoss: dout must be"):
         layer.backward(dout)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_numerical_gradient_checks_the_batch_once_then_passes_it_on_converted(backend, soft, rng):
+    """The first loss call gets ``x`` and ``t`` as given; the others the float64 ``x`` and the
+    int64 labels the layers would make of them (soft target rows stay as given), and the
+    gradient is the one of the loss on the batch as given."""
+    net = TwoLayerNet(6, 4, 3, weight_init_std=0.5)
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    t = rng.dirichlet(np.ones(3), size=3) if soft else np.eye(3)[[2, 0, 1]]
+    seen = []
+    loss = net.loss
+
+    def recording_loss(x_, t_, train_flg=False):
+        seen.append((x_, t_))
+        return loss(x_, t_, train_flg)
+
+    net.loss = recording_loss
+    grads = net.numerical_gradient(x, t)
+    assert seen[0][0] is x and seen[0][1] is t
+    for x_, t_ in seen[1:]:
+        assert x_.dtype == np.float64 and x_.flags.c_contiguous
+        np.testing.assert_array_equal(x_, x)
+        if soft:
+            assert t_ is t
+        else:
+            assert t_.dtype == np.int64
+            np.testing.assert_array_equal(t_, [2, 0, 1])
+    net.loss = loss
+    for name, p in net.params.items():
+        expected = numerical_gradient(lambda _: net.loss(x, t, train_flg=True), p)
+        np.testing.assert_array_equal(grads[name], expected)
+
+
+SMALL_WORK_WITHOUT_NUMBA = {
+    "optimizers on Python scalars": """
+from fastzero.optimizer import SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam
+for opt in (SGD(), Momentum(), Nesterov(), AdaGrad(), RMSprop(), Adam()):
+    params = {"x": -7.0, "y": 2.0}
+    for _ in range(3):
+        opt.update(params, {"x": params["x"] / 10.0, "y": 2.0 * params["y"]})
+""",
+}
+
+
+@pytest.mark.parametrize("work", sorted(SMALL_WORK_WITHOUT_NUMBA))
+def test_small_work_never_imports_numba(work):
+    """A script whose work is all small pays neither numba's import nor its compiler's start-up."""
+    code = SMALL_WORK_WITHOUT_NUMBA[work] + "\nimport sys\nprint('numba' in sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
+
+
+def test_numba_backend_imports_a_kernel_module_on_first_use_of_one_of_its_kernels():
+    code = ("import sys, numpy as np\nimport fastzero.kernels.numba as k\n"
+            "k.relu_forward(np.ones(4))\n"
+            "print(sorted(m.rsplit('.', 1)[1] for m in sys.modules "
+            "if m.startswith('fastzero.kernels.numba.') and not m.rsplit('.', 1)[1].startswith('_')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['activation']"

@@ -257,11 +257,30 @@ class Network:
         return grads
 
     def numerical_gradient(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
-        """Gradients of :meth:`loss` (training mode) by central differences; slow."""
+        """Gradients of :meth:`loss` (training mode) by central differences; slow.
+
+        The first of the many loss calls checks ``x`` and ``t`` in full; the
+        others get them as checked and converted (``x`` in the network's
+        dtype, one-hot rows as int64 labels), which the layers take as they are.
+        """
+        batch = [x, t]
+
         def loss_w(_):
-            return self.loss(x, t, train_flg=True)
+            loss = self.loss(*batch, train_flg=True)
+            if batch[1] is t:
+                batch[:] = self._checked_batch(x, t)
+            return loss
 
         return {name: _numerical_gradient(loss_w, p) for name, p in self.params.items()}
+
+    def _checked_batch(self, x: Any, t: Any) -> tuple[Any, Any]:
+        """``x`` and ``t`` after a loss call accepted them, as the layers converted them."""
+        if isinstance(x, np.ndarray) and x.dtype.kind in "biuf" and self.dtype != HALF:
+            x = np.ascontiguousarray(x, dtype=self.dtype)
+        labels = self.last_layer._target
+        if labels.dtype == np.int64:  # not soft target rows, which stay as given
+            t = labels
+        return x, t
 
     def state(self) -> dict[str, np.ndarray]:
         """``params`` and ``buffers`` together: everything a parameter file holds."""
