@@ -19,6 +19,19 @@ environment variable before starting Python to change the cap).
 from __future__ import annotations
 
 import operator
+from contextvars import ContextVar
+
+#: True while a network made of dense layers only computes (see
+#: :meth:`fastzero.nets._base.Network.predict`): its matrix products then run on
+#: BLAS's own threads, as the book's, instead of in slices on fastzero's threads
+#: with single-threaded BLAS (:mod:`fastzero.kernels.numba._slices`). Slices are
+#: for steps that mix products with numba's parallel kernels (convolutions,
+#: pooling): after a multi-threaded product OpenBLAS's workers spin for a while
+#: and take the cores those kernels need. A dense network runs no such kernels
+#: at the book's sizes, and BLAS shares one product between its threads at less
+#: cost than a hand-off to another Python thread.
+BLAS_THREADED_PRODUCTS: ContextVar[bool] = ContextVar("fastzero_blas_threaded_products",
+                                                      default=False)
 
 
 def max_threads() -> int:

@@ -10,6 +10,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import fastzero
+from fastzero import nets
 from fastzero._threads import max_threads
 from fastzero.kernels.numba import conv_forward
 from fastzero.kernels.numba._slices import INLINE_OPS, map_slices, slices
@@ -208,17 +209,25 @@ def test_both_affine_products_run_on_the_slice_threads_with_single_threaded_blas
     assert {b_shape[1] for _, _, _, b_shape in seen} == {256, 128}, seen
 
 
+def _hand_offs(monkeypatch) -> list[int]:
+    """A list that gets an entry each time work is handed to the slice threads' pool."""
+    from fastzero.kernels.numba import _slices
+
+    handed: list[int] = []
+    pool = _slices._worker_pool
+    monkeypatch.setattr(_slices, "_worker_pool", lambda: handed.append(1) or pool())
+    return handed
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_book_size_networks_on_a_few_samples_never_hand_work_to_other_threads(
         threads, monkeypatch, batch):
     """The small-call path: TwoLayerNet(784, 50, 10) on 1 or 3 samples stays on the calling thread."""
-    from fastzero.kernels.numba import _slices
+    from fastzero.kernels.numba import affine_forward
     from fastzero.nets import TwoLayerNet
 
     threads(TWO)
-    handed = []
-    pool = _slices._worker_pool
-    monkeypatch.setattr(_slices, "_worker_pool", lambda: handed.append(1) or pool())
+    handed = _hand_offs(monkeypatch)
     net = TwoLayerNet(784, 50, 10, seed=0)
     rng = np.random.default_rng(0)
     x, t = rng.random((batch, 784)), rng.integers(0, 10, batch)
@@ -226,6 +235,45 @@ def test_book_size_networks_on_a_few_samples_never_hand_work_to_other_threads(
         net.loss(x, t)
         net.gradient(x, t)
         assert handed == []
-        if TWO == 2:  # and a batch of 100 does use the threads
-            net.gradient(rng.random((100, 784)), rng.integers(0, 10, 100))
+        if TWO == 2:  # and the first layer's product on a batch of 100 does use the threads
+            affine_forward(rng.random((100, 784)), net.params["W1"], net.params["b1"])
             assert handed
+
+
+DENSE_NETS = {
+    "TwoLayerNet": lambda: nets.TwoLayerNet(784, 50, 10, seed=0),
+    "MultiLayerNet": lambda: nets.MultiLayerNet(784, [100] * 4, 10, seed=0),
+    "MultiLayerNetExtend": lambda: nets.MultiLayerNetExtend(
+        784, [100] * 5, 10, use_batchnorm=True, use_dropout=True, seed=0),
+}
+
+
+@pytest.mark.parametrize("net", sorted(DENSE_NETS))
+def test_a_dense_networks_products_run_on_blas_threads_not_the_slice_threads(
+        threads, monkeypatch, net):
+    """Affine, ReLU, sigmoid, dropout and batch-norm layers only: every product of a training
+    step at batch 128 runs on the calling thread with BLAS at the knob's threads, as the book's."""
+    threads(TWO)
+    handed = _hand_offs(monkeypatch)
+    network = DENSE_NETS[net]()
+    rng = np.random.default_rng(0)
+    x, t = rng.random((128, 784)), rng.integers(0, 10, 128)
+    with fastzero.use_backend("numba"):
+        seen = _blas_products(monkeypatch, lambda: (network.gradient(x, t), network.predict(x)))
+    assert handed == []
+    assert {thread for thread, _, _, _ in seen} == {threading.get_ident()}
+    assert all(set(inside) == {TWO} for _, inside, _, _ in seen), seen
+    affine_layers = sum(name.startswith("W") for name in network.params)
+    assert len(seen) == 4 * affine_layers  # forward, dx, dW and predict's forward of each
+
+
+def test_a_network_with_convolutions_keeps_its_products_on_the_slice_threads(threads, monkeypatch):
+    """SimpleConvNet: its affine products still run in slices with single-threaded BLAS."""
+    threads(TWO)
+    network = nets.SimpleConvNet(seed=0)
+    rng = np.random.default_rng(0)
+    x, t = rng.random((64, 1, 28, 28)), rng.integers(0, 10, 64)
+    with fastzero.use_backend("numba"):
+        seen = _blas_products(monkeypatch, lambda: network.gradient(x, t))
+    affine = [s for s in seen if s[3] in ((4320, 100), (100, 4320)) or s[2] == (4320, 64)]
+    _check_products(affine, "SimpleConvNet's first affine layer")

@@ -10,9 +10,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fastzero import _backend, _validate, blocks, params_io
+from fastzero import _backend, _threads, _validate, blocks, params_io
 from fastzero.gradient import numerical_gradient as _numerical_gradient
-from fastzero.layers import SoftmaxWithLoss
+from fastzero.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
+
+#: A network of these layers only is dense (see :data:`fastzero._threads.BLAS_THREADED_PRODUCTS`).
+DENSE_LAYERS = (Affine, Relu, Sigmoid, Dropout, BatchNormalization)
 
 
 def float_dtype(dtype: Any) -> np.dtype:
@@ -125,6 +128,8 @@ class Network:
                        for array in blocks.state_of(layer).values()}
         loose = [name for name, array in self.buffers.items() if id(array) not in layer_state]
         assert not loose, f"buffers not held by any layer: {sorted(loose)}"
+        #: Its matrix products run on BLAS's own threads (no convolution or pooling among them).
+        self._dense = all(type(layer) in DENSE_LAYERS for layer in _all_layers(self._layer_list()))
 
     def _layer_list(self) -> list[Any]:
         return list(self.layers.values()) if isinstance(self.layers, dict) else list(self.layers)
@@ -179,8 +184,13 @@ class Network:
             for layer in hidden:
                 x = blocks.forward(layer, x, False).astype(HALF)
             return blocks.forward(last, x, False)
-        for layer in layers:
-            x = blocks.forward(layer, x, train_flg)
+        dense = _threads.BLAS_THREADED_PRODUCTS.set(True) if self._dense else None
+        try:
+            for layer in layers:
+                x = blocks.forward(layer, x, train_flg)
+        finally:
+            if dense is not None:
+                _threads.BLAS_THREADED_PRODUCTS.reset(dense)
         return x
 
     def _check_input_dim(self, x: Any) -> None:
@@ -244,8 +254,13 @@ class Network:
         """
         self.last_loss = self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
-        for layer in reversed(self._layer_list()):
-            dout = layer.backward(dout)
+        dense = _threads.BLAS_THREADED_PRODUCTS.set(True) if self._dense else None
+        try:
+            for layer in reversed(self._layer_list()):
+                dout = layer.backward(dout)
+        finally:
+            if dense is not None:
+                _threads.BLAS_THREADED_PRODUCTS.reset(dense)
         grads = dict.fromkeys(self.params)
         for layer, held in self._holders:
             layer_grads = blocks.grads_of(layer)
