@@ -21,17 +21,34 @@ from __future__ import annotations
 import operator
 from contextvars import ContextVar
 
-#: True while a network made of dense layers only computes (see
-#: :meth:`fastzero.nets._base.Network.predict`): its matrix products then run on
-#: BLAS's own threads, as the book's, instead of in slices on fastzero's threads
-#: with single-threaded BLAS (:mod:`fastzero.kernels.numba._slices`). Slices are
-#: for steps that mix products with numba's parallel kernels (convolutions,
-#: pooling): after a multi-threaded product OpenBLAS's workers spin for a while
-#: and take the cores those kernels need. A dense network runs no such kernels
-#: at the book's sizes, and BLAS shares one product between its threads at less
-#: cost than a hand-off to another Python thread.
-BLAS_THREADED_PRODUCTS: ContextVar[bool] = ContextVar("fastzero_blas_threaded_products",
-                                                      default=False)
+#: Where the affine kernels of the numba backend run a large product: True, whole
+#: on BLAS's own threads, as the book's code; False, cut into slices for fastzero's
+#: threads with single-threaded BLAS (:mod:`fastzero.kernels.numba._slices`); None
+#: (the default), see :func:`blas_threaded_products`. A network of dense layers
+#: only sets True while it computes. Slices are for steps that mix products with
+#: numba's parallel kernels (convolutions, pooling): after a multi-threaded product
+#: OpenBLAS's workers spin for a while and take the cores those kernels need. A
+#: dense step runs no such kernels at the book's sizes, and BLAS shares one product
+#: between its threads at less cost than a hand-off to another Python thread.
+BLAS_THREADED_PRODUCTS: ContextVar[bool | None] = ContextVar("fastzero_blas_threaded_products",
+                                                             default=None)
+_convolved = False
+
+
+def note_convolution() -> None:
+    """Record that a convolution or pooling kernel ran in this process (their numba kernels
+    call this)."""
+    global _convolved
+    _convolved = True
+
+
+def blas_threaded_products() -> bool:
+    """Whether a large affine product runs whole on BLAS's threads (see
+    :data:`BLAS_THREADED_PRODUCTS`): as a network set it, else until the first
+    convolution or pooling of the process, so that the book's own network
+    classes built from :mod:`fastzero.layers` get what fastzero's get."""
+    chosen = BLAS_THREADED_PRODUCTS.get()
+    return not _convolved if chosen is None else chosen
 
 
 def max_threads() -> int:

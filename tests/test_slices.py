@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -11,11 +14,21 @@ from threadpoolctl import threadpool_info
 
 import fastzero
 from fastzero import nets
-from fastzero._threads import max_threads
+from fastzero._threads import BLAS_THREADED_PRODUCTS, max_threads
 from fastzero.kernels.numba import conv_forward
 from fastzero.kernels.numba._slices import INLINE_OPS, map_slices, slices
 
 TWO = min(2, max_threads())
+
+
+@contextmanager
+def products_on_blas_threads(on: bool):
+    """Affine products whole on BLAS's threads (True) or in slices (False) inside."""
+    token = BLAS_THREADED_PRODUCTS.set(on)
+    try:
+        yield
+    finally:
+        BLAS_THREADED_PRODUCTS.reset(token)
 
 
 def blas_threads() -> list[int]:
@@ -201,9 +214,10 @@ def test_both_affine_products_run_on_the_slice_threads_with_single_threaded_blas
 
     rng = np.random.default_rng(0)
     x, W, b = rng.standard_normal((64, 256)), rng.standard_normal((256, 128)), np.zeros(128)
-    _check_products(_blas_products(monkeypatch, lambda: affine_forward(x, W, b)), "affine forward")
     dout = rng.standard_normal((64, 128))
-    seen = _blas_products(monkeypatch, lambda: affine_backward(dout, x, W))
+    with products_on_blas_threads(False):
+        _check_products(_blas_products(monkeypatch, lambda: affine_forward(x, W, b)), "affine forward")
+        seen = _blas_products(monkeypatch, lambda: affine_backward(dout, x, W))
     _check_products(seen, "affine backward")
     # both products: dx = dout @ W.T (rows of 256) and dW = x.T @ dout (rows of 128)
     assert {b_shape[1] for _, _, _, b_shape in seen} == {256, 128}, seen
@@ -235,9 +249,10 @@ def test_book_size_networks_on_a_few_samples_never_hand_work_to_other_threads(
         net.loss(x, t)
         net.gradient(x, t)
         assert handed == []
-        if TWO == 2:  # and the first layer's product on a batch of 100 does use the threads
+    if TWO == 2:  # and the first layer's product on a batch of 100 in slices does use the threads
+        with products_on_blas_threads(False):
             affine_forward(rng.random((100, 784)), net.params["W1"], net.params["b1"])
-            assert handed
+        assert handed
 
 
 DENSE_NETS = {
@@ -277,3 +292,44 @@ def test_a_network_with_convolutions_keeps_its_products_on_the_slice_threads(thr
         seen = _blas_products(monkeypatch, lambda: network.gradient(x, t))
     affine = [s for s in seen if s[3] in ((4320, 100), (100, 4320)) or s[2] == (4320, 64)]
     _check_products(affine, "SimpleConvNet's first affine layer")
+
+
+BOOK_STYLE_NET = """
+import sys, threading
+import numpy as np
+import fastzero
+from fastzero.layers import Affine, Convolution, Relu
+from fastzero.kernels.numba import _slices
+
+fastzero.set_num_threads(2)
+handed = []
+pool = _slices._worker_pool
+_slices._worker_pool = lambda: handed.append(1) or pool()
+rng = np.random.default_rng(0)
+# the book's TwoLayerNet, written with fastzero's layers in place of common.layers
+layers = [Affine(0.01 * rng.standard_normal((784, 100)), np.zeros(100)), Relu(),
+          Affine(0.01 * rng.standard_normal((100, 10)), np.zeros(10))]
+
+def step(x):
+    for layer in layers:
+        x = layer.forward(x)
+    dout = np.ones_like(x)
+    for layer in reversed(layers):
+        dout = layer.backward(dout)
+
+step(rng.random((128, 784)))
+before = len(handed)
+Convolution(rng.standard_normal((4, 1, 3, 3)), np.zeros(4)).forward(rng.random((8, 1, 10, 10)))
+step(rng.random((128, 784)))
+print(before, len(handed) > 0)
+"""
+
+
+@pytest.mark.skipif(TWO < 2, reason="needs 2 threads")
+def test_layers_outside_a_network_use_blas_threads_until_the_first_convolution():
+    """A book network class built from fastzero's layers gets what a fastzero network gets: an MLP
+    hands no product to the slice threads; once a convolution has run, products go in slices."""
+    done = subprocess.run([sys.executable, "-c", BOOK_STYLE_NET], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "True"]

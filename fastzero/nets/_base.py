@@ -14,7 +14,8 @@ from fastzero import _backend, _threads, _validate, blocks, params_io
 from fastzero.gradient import numerical_gradient as _numerical_gradient
 from fastzero.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
 
-#: A network of these layers only is dense (see :data:`fastzero._threads.BLAS_THREADED_PRODUCTS`).
+#: A network of these layers only is dense: its products run on BLAS's own threads
+#: (:data:`fastzero._threads.BLAS_THREADED_PRODUCTS`); any other's in slices.
 DENSE_LAYERS = (Affine, Relu, Sigmoid, Dropout, BatchNormalization)
 
 
@@ -128,7 +129,7 @@ class Network:
                        for array in blocks.state_of(layer).values()}
         loose = [name for name, array in self.buffers.items() if id(array) not in layer_state]
         assert not loose, f"buffers not held by any layer: {sorted(loose)}"
-        #: Its matrix products run on BLAS's own threads (no convolution or pooling among them).
+        #: Whether its matrix products run on BLAS's own threads (see DENSE_LAYERS).
         self._dense = all(type(layer) in DENSE_LAYERS for layer in _all_layers(self._layer_list()))
 
     def _layer_list(self) -> list[Any]:
@@ -184,13 +185,12 @@ class Network:
             for layer in hidden:
                 x = blocks.forward(layer, x, False).astype(HALF)
             return blocks.forward(last, x, False)
-        dense = _threads.BLAS_THREADED_PRODUCTS.set(True) if self._dense else None
+        products = _threads.BLAS_THREADED_PRODUCTS.set(self._dense)
         try:
             for layer in layers:
                 x = blocks.forward(layer, x, train_flg)
         finally:
-            if dense is not None:
-                _threads.BLAS_THREADED_PRODUCTS.reset(dense)
+            _threads.BLAS_THREADED_PRODUCTS.reset(products)
         return x
 
     def _check_input_dim(self, x: Any) -> None:
@@ -254,13 +254,12 @@ class Network:
         """
         self.last_loss = self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
-        dense = _threads.BLAS_THREADED_PRODUCTS.set(True) if self._dense else None
+        products = _threads.BLAS_THREADED_PRODUCTS.set(self._dense)
         try:
             for layer in reversed(self._layer_list()):
                 dout = layer.backward(dout)
         finally:
-            if dense is not None:
-                _threads.BLAS_THREADED_PRODUCTS.reset(dense)
+            _threads.BLAS_THREADED_PRODUCTS.reset(products)
         grads = dict.fromkeys(self.params)
         for layer, held in self._holders:
             layer_grads = blocks.grads_of(layer)

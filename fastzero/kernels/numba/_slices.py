@@ -18,12 +18,10 @@ both measured (docs/speed.md):
   from whatever runs next. With every product of a training step
   single-threaded, OpenBLAS's workers never wake.
 
-A network of dense layers only (no convolution or pooling) is the exception:
-while it computes, every product runs in one part with BLAS as the knob set
-it (:data:`fastzero._threads.BLAS_THREADED_PRODUCTS`). Its steps run no
-parallel numba kernels for spinning BLAS workers to slow down, and OpenBLAS
-shares one product between its threads for less than a hand-off to a slice
-thread costs (tens of microseconds, against products of a few hundred).
+The affine products of a network of dense layers only are the exception
+(:func:`fastzero._threads.blas_threaded_products`): no parallel numba kernel
+runs between them, and BLAS shares one of them between its threads for less
+than a hand-off to a slice thread costs.
 
 ``T`` is :func:`fastzero.get_num_threads` of the calling thread, so
 :func:`fastzero.set_num_threads` governs these kernels too. A call of fewer
@@ -49,8 +47,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numba
-
-from fastzero._threads import BLAS_THREADED_PRODUCTS
 
 #: Calls of fewer operations than this run on the calling thread alone.
 INLINE_OPS = 1 << 20
@@ -108,12 +104,9 @@ def slices(size: int, ops: int = INLINE_OPS) -> list[tuple[int, int]]:
 
     There are the calling thread's :func:`numba.get_num_threads` parts,
     fewer if the range is shorter, one if the call's ``ops`` (its
-    multiply-adds or element moves) are fewer than :data:`INLINE_OPS` or a
-    dense network computes (:data:`fastzero._threads.BLAS_THREADED_PRODUCTS`).
+    multiply-adds or element moves) are fewer than :data:`INLINE_OPS`.
     """
-    if ops < INLINE_OPS or BLAS_THREADED_PRODUCTS.get():
-        return [(0, size)]
-    t = max(1, min(numba.get_num_threads(), size))
+    t = 1 if ops < INLINE_OPS else max(1, min(numba.get_num_threads(), size))
     return [(i * size // t, (i + 1) * size // t) for i in range(t)]
 
 

@@ -70,6 +70,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from fastzero._threads import note_convolution
 from fastzero.kernels._geometry import output_size
 from fastzero.kernels.numba import conv_vector
 from fastzero.kernels.numba._jit import jit, pjit
@@ -378,6 +379,7 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
 
     Returns ``(out, cache)``; ``cache`` is for :func:`conv_backward` only.
     """
+    note_convolution()  # affine products outside a network run in slices from now on
     N, C, H, Wd = x.shape
     FN, _, FH, FW = W.shape
     OH, OW = output_size(H, FH, stride, pad), output_size(Wd, FW, stride, pad)

@@ -12,6 +12,9 @@ bias add and the bias gradient. A call of fewer than
 :data:`~fastzero.kernels.numba._slices.INLINE_OPS` multiply-adds (a
 book-size network on a few samples) is NumPy alone, on the calling thread: a
 numba call and a hand-off to the slice threads cost more than its work.
+So is every product while :func:`fastzero._threads.blas_threaded_products`
+holds (a network of dense layers; the book's networks built from
+:mod:`fastzero.layers` before any convolution): then BLAS threads it itself.
 ``np.dot`` reads the transposed operands ``W.T`` and ``x.T`` as
 Fortran-ordered views through BLAS's transpose flags, without copies.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastzero._threads import blas_threaded_products
 from fastzero.kernels.numba._jit import jit
 from fastzero.kernels.numba._parallel import spans
 from fastzero.kernels.numba._slices import INLINE_OPS, map_slices
@@ -66,7 +70,7 @@ def affine_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     -------
     out : (N, M) array
     """
-    if x.size * W.shape[1] < INLINE_OPS:
+    if x.size * W.shape[1] < INLINE_OPS or blas_threaded_products():
         out = np.dot(x, W)
         out += b
         return out
@@ -113,7 +117,7 @@ def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
     dW : (D, M) array, ``x.T @ dout``
     db : (M,) array, column sums of ``dout``
     """
-    if 2 * dout.size * x.shape[1] < INLINE_OPS:
+    if 2 * dout.size * x.shape[1] < INLINE_OPS or blas_threaded_products():
         return _few_rows_dx(dout, W), np.dot(x.T, dout), np.add.reduce(dout, axis=0)
     dtype = np.result_type(dout, W)
     dx, dW = np.empty((dout.shape[0], W.shape[0]), dtype=dtype), np.empty(W.shape, dtype=dtype)

@@ -16,6 +16,7 @@ cost several times as much for a four-element window.
 from __future__ import annotations
 
 import numpy as np
+from fastzero._threads import note_convolution
 from fastzero.kernels._geometry import output_size
 from fastzero.kernels.numba._jit import jit
 from fastzero.kernels.numba._parallel import spans
@@ -172,6 +173,7 @@ def maxpool_forward(x: np.ndarray, pool_h: int, pool_w: int, stride: int, pad: i
     ``argmax`` (int8/int16/int32, out's shape) holds the winner's flat index
     ``i*pool_w + j`` inside its window.
     """
+    note_convolution()  # affine products outside a network run in slices from now on
     N, C, H, W = x.shape
     shape = (N, C, output_size(H, pool_h, stride, pad), output_size(W, pool_w, stride, pad))
     out = np.empty(shape, dtype=x.dtype)
