@@ -8,7 +8,8 @@ the scripts import (``common/*.py``, ``dataset/mnist.py`` and the chapters'
 ``two_layer_net.py``, ``simple_convnet.py``, ``deep_convnet.py``) are replaced
 by one-line star re-exports of fastzero; the other is the book as it is. Both
 get the MNIST files of ``$FASTZERO_DATA`` (the book's loader reads them from
-its ``dataset/`` folder). Every script then runs in its own chapter folder,
+its ``dataset/`` folder, converted once beforehand into the ``mnist.pkl`` it
+reads on every run after its first). Every script then runs in its own chapter folder,
 book and fastzero alternating, ``rounds`` times, with ``MPLBACKEND=Agg``; each
 row prints whether the script exited cleanly on both, the median wall time
 and CPU time of both, and fastzero's wall time over the book's. A script
@@ -75,6 +76,10 @@ def make_copies(book: Path, data: Path, work: Path) -> tuple[Path, Path]:
         copies.append(copy)
     for module, target in REEXPORTS.items():
         (copies[1] / module).write_text(f"from {target} import *  # noqa: F401,F403\n")
+    # The book's loader converts the files into dataset/mnist.pkl on its first run and reads
+    # that pickle from then on: convert once here, as on a reader's machine after one script.
+    subprocess.run([sys.executable, "-c", "from dataset.mnist import init_mnist; init_mnist()"],
+                   cwd=copies[0], check=True, capture_output=True)
     return copies[0], copies[1]
 
 
