@@ -12,7 +12,8 @@ its ``dataset/`` folder, converted once beforehand into the ``mnist.pkl`` it
 reads on every run after its first). Every script then runs in its own chapter folder,
 book and fastzero alternating, ``rounds`` times, with ``MPLBACKEND=Agg``; each
 row prints whether the script exited cleanly on both, the median wall time
-and CPU time of both, and fastzero's wall time over the book's. A script
+and CPU time of both, and the median over the rounds of fastzero's wall time
+over the book's in that round. A script
 still running after ``timeout`` seconds is stopped, and its row compares the
 training steps each side finished (the ``train loss:`` lines both Trainers
 print when not on a terminal) instead. Run it on an idle machine: the book's
@@ -142,7 +143,11 @@ def _row(script: str, runs: dict[str, list[dict]]) -> str:
     ran = "/".join("ok" if s == {0} else "timeout" if s == {"timeout"} else "FAIL"
                    for s in statuses.values())
     book, ours = median("book", "wall"), median("fastzero", "wall")
-    ratio = f"{ours / book:6.2f}"
+    # Each round's two runs are neighbours in time: the median of the rounds' ratios is
+    # steadier than the ratio of medians on a machine whose speed drifts.
+    ratios = [ours_run["wall"] / book_run["wall"]
+              for book_run, ours_run in zip(runs["book"], runs["fastzero"])]
+    ratio = f"{statistics.median(ratios):6.2f}"
     if "timeout" in statuses["book"] | statuses["fastzero"]:
         # Equal time budgets: compare the steps done; ratio = book steps / fastzero steps.
         book_steps, our_steps = median("book", "steps"), median("fastzero", "steps")

@@ -277,12 +277,13 @@ class Network:
         others get them as checked and converted (``x`` in the network's
         dtype, one-hot rows as int64 labels), which the layers take as they are.
         """
-        batch = [x, t]
+        checked: list = []  # x and t as the first loss call converted them
 
         def loss_w(_):
-            loss = self.loss(*batch, train_flg=True)
-            if batch[1] is t:
-                batch[:] = self._checked_batch(x, t)
+            if checked:
+                return self.loss(*checked, train_flg=True)
+            loss = self.loss(x, t, train_flg=True)
+            checked.extend(self._checked_batch(x, t))
             return loss
 
         return {name: _numerical_gradient(loss_w, p) for name, p in self.params.items()}
