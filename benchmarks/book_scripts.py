@@ -9,14 +9,14 @@ the scripts import (``common/*.py``, ``dataset/mnist.py`` and the chapters'
 by one-line star re-exports of fastzero; the other is the book as it is. Both
 get the MNIST files of ``$FASTZERO_DATA`` (the book's loader reads them from
 its ``dataset/`` folder, converted once beforehand into the ``mnist.pkl`` it
-reads on every run after its first). Every script then runs in its own chapter folder,
-book and fastzero alternating, ``rounds`` times, with ``MPLBACKEND=Agg``; each
-row prints whether the script exited cleanly on both, the median wall time
-and CPU time of both, and the median over the rounds of fastzero's wall time
-over the book's in that round. A script
-still running after ``timeout`` seconds is stopped, and its row compares the
-training steps each side finished (the ``train loss:`` lines both Trainers
-print when not on a terminal) instead. Run it on an idle machine: the book's
+reads on every run after its first). Every script then runs in its own chapter
+folder, book and fastzero alternating, ``rounds`` times, with
+``MPLBACKEND=Agg``; each row prints whether the script exited cleanly on both,
+the median wall time and CPU time of both, and the median over the rounds of
+fastzero's wall time over the book's in that round. A script still running
+after ``timeout`` seconds is stopped, and its row compares the training steps
+each side finished (the ``train loss:`` lines both Trainers print when not on
+a terminal) instead. Run it on an idle machine: the book's
 two-thread OpenBLAS slows down badly when another process shares the cores.
 asv collects nothing here.
 """

@@ -24,12 +24,13 @@ from contextvars import ContextVar
 #: Where the affine kernels of the numba backend run a large product: True, whole
 #: on BLAS's own threads, as the book's code; False, cut into slices for fastzero's
 #: threads with single-threaded BLAS (:mod:`fastzero.kernels.numba._slices`); None
-#: (the default), see :func:`blas_threaded_products`. A network of dense layers
-#: only sets True while it computes. Slices are for steps that mix products with
-#: numba's parallel kernels (convolutions, pooling): after a multi-threaded product
-#: OpenBLAS's workers spin for a while and take the cores those kernels need. A
-#: dense step runs no such kernels at the book's sizes, and BLAS shares one product
-#: between its threads at less cost than a hand-off to another Python thread.
+#: (the default), see :func:`blas_threaded_products`. A fastzero network sets it
+#: while it computes: True when made of dense layers only, False otherwise
+#: (``fastzero.nets._base.DENSE_LAYERS``). Slices are for steps that mix products
+#: with numba's parallel kernels (convolutions, pooling): after a multi-threaded
+#: product OpenBLAS's workers spin for a while and take the cores those kernels
+#: need. A dense step runs no such kernels at the book's sizes, and BLAS shares one
+#: product between its threads at less cost than a hand-off to another Python thread.
 BLAS_THREADED_PRODUCTS: ContextVar[bool | None] = ContextVar("fastzero_blas_threaded_products",
                                                              default=None)
 _convolved = False
