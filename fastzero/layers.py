@@ -128,6 +128,11 @@ class _Layer:
                 f"{tuple(shape)} {self._dtype}, got {arr.shape} {arr.dtype}"
             )
 
+    def _backward_params(self, dout: Any) -> None:
+        """``backward`` for a network's first layer, whose ``dx`` nobody reads: the
+        parameter gradients only, the same as ``backward`` sets them."""
+        self.backward(dout)
+
     def _start_backward(self, dout: Any) -> tuple[Any, np.ndarray]:
         k = self._k
         if k is None:
@@ -230,13 +235,21 @@ class Affine(_Layer):
         return x
 
     def backward(self, dout: Any) -> np.ndarray:
+        dx = self._gradients(dout, need_dx=True)
+        shape = self.original_x_shape
+        return dx if len(shape) == 2 else dx.reshape(shape)
+
+    def _backward_params(self, dout: Any) -> None:
+        self._gradients(dout, need_dx=False)
+
+    def _gradients(self, dout: Any, need_dx: bool) -> np.ndarray | None:
+        """Sets ``dW`` and ``db``; returns ``dx`` (N, D), or None when not ``need_dx``."""
         k, dout = self._start_backward(dout)
         W, _ = self._params()
         x = self._x
         self._check_param("W", W, (x.shape[1], self._out_shape[1]))
-        dx, self.dW, self.db = k.affine_backward(dout, x, W)
-        shape = self.original_x_shape
-        return dx if len(shape) == 2 else dx.reshape(shape)
+        dx, self.dW, self.db = k.affine_backward(dout, x, W, need_dx=need_dx)
+        return dx
 
 
 class SoftmaxWithLoss(_Layer):
@@ -483,11 +496,18 @@ class Convolution(_Layer):
         return out
 
     def backward(self, dout: Any) -> np.ndarray:
+        return self._gradients(dout, need_dx=True)
+
+    def _backward_params(self, dout: Any) -> None:
+        self._gradients(dout, need_dx=False)
+
+    def _gradients(self, dout: Any, need_dx: bool) -> np.ndarray | None:
+        """Sets ``dW`` and ``db``; returns ``dx`` (N, C, H, W), or None when not ``need_dx``."""
         k, dout = self._start_backward(dout)
         W, _ = self._params()
         w_shape, stride, pad = self._geometry
         self._check_param("W", W, w_shape)
-        dx, self.dW, self.db = k.conv_backward(dout, self._cache, W, stride, pad)
+        dx, self.dW, self.db = k.conv_backward(dout, self._cache, W, stride, pad, need_dx=need_dx)
         return dx
 
 

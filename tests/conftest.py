@@ -46,6 +46,17 @@ def backend(request):
 
 
 @pytest.fixture
+def sliced_products():
+    """Large affine products in slices on fastzero's threads, as in a convolutional network,
+    whatever ran before in this process (see ``fastzero._threads.blas_threaded_products``)."""
+    from fastzero._threads import BLAS_THREADED_PRODUCTS
+
+    token = BLAS_THREADED_PRODUCTS.set(False)
+    yield
+    BLAS_THREADED_PRODUCTS.reset(token)
+
+
+@pytest.fixture
 def sigint_at():
     """``sigint_at(monkeypatch, step)``: a real SIGINT (Ctrl-C) to this process as the
     Trainer's training step ``step`` (counted from 1) begins."""

@@ -194,6 +194,31 @@ def test_gradients_equal_under_both_backends(name):
                                    err_msg=key)
 
 
+@pytest.mark.parametrize("name", SMALL_NETS)
+def test_first_layer_computes_no_dx_and_the_same_gradients(backend, monkeypatch, name):
+    """gradient() asks its first layer for dW and db only (the dx it would return nobody
+    reads): the kernel is told so, every other layer's is not, and the gradients are the
+    bits of a full backward pass."""
+    make, shape, classes = SMALL_NETS[name]
+    x, t = _data(shape, classes, n=5)
+    net = make(seed=3)
+    kernels = fastzero._backend.kernels()
+    asked = []
+    for name in ("affine_backward", "conv_backward"):
+        def spy(*args, need_dx=True, _kernel=getattr(kernels, name)):
+            asked.append(need_dx)
+            return _kernel(*args, need_dx=need_dx)
+        monkeypatch.setattr(kernels, name, spy)
+    skipped = _gradient_with_mask_seed(net, x, t)
+    assert asked[-1] is False and all(asked[:-1]) and len(asked) >= 2
+    for cls in (Affine, Convolution):
+        monkeypatch.setattr(cls, "_backward_params", lambda layer, dout: layer.backward(dout))
+    full = _gradient_with_mask_seed(net, x, t)
+    assert asked[-1] is True
+    for key in full:
+        np.testing.assert_array_equal(skipped[key], full[key], err_msg=key)
+
+
 def test_default_init_follows_np_random_like_the_book():
     np.random.seed(0)
     net = TwoLayerNet(784, 50, 10)

@@ -43,13 +43,15 @@ def compare(name, *args):
     return actual
 
 
+@pytest.mark.parametrize("need_dx", [True, False])
 @pytest.mark.parametrize("threads", [1, 2, 3, 5, 40])
-def test_affine_shares_every_row_out_once(rng, monkeypatch, threads):
+def test_affine_shares_every_row_out_once(rng, monkeypatch, sliced_products, threads, need_dx):
     """With any number of parts (2: dx | dW; 3 and 5: parts across both; 40: more
     parts than rows of dx) every row of dx and dW is computed by exactly one
     product: each ``np.dot(..., out=rows)`` the parts make is recorded by the rows
     it writes, and every row must be written once (a row computed twice or lost
-    fails, whatever the values)."""
+    fails, whatever the values). Without dx (a network's first layer) the parts
+    share out the rows of dW alone."""
     import threading
 
     from fastzero.kernels.numba import dense
@@ -70,10 +72,14 @@ def test_affine_shares_every_row_out_once(rng, monkeypatch, threads):
     monkeypatch.setattr(dense, "np", RecordingNumpy())
     x, W, dout = rng.standard_normal((70, 1100)), rng.standard_normal((1100, 30)), rng.standard_normal((70, 30))
     assert 2 * dout.size * x.shape[1] >= dense.INLINE_OPS  # large enough to be shared out
-    dx, dW, _ = FAST.affine_backward(dout, x, W)
-    for result, expected in ((dx, dout @ W.T), (dW, x.T @ dout)):
+    dx, dW, _ = FAST.affine_backward(dout, x, W, need_dx=need_dx)
+    assert (dx is None) is not need_dx
+    products = ((dx, dout @ W.T), (dW, x.T @ dout)) if need_dx else ((dW, x.T @ dout),)
+    for result, expected in products:
         np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
-    for array in (dx, dW):
+    if not need_dx:
+        assert all(rows < len(dW) for _, rows, _ in written) or threads == 1  # dW itself shared out
+    for array, _ in products:
         start, row = array.__array_interface__["data"][0], array.strides[0]
         counts = np.zeros(len(array), int)
         for address, rows, _ in written:
@@ -81,6 +87,31 @@ def test_affine_shares_every_row_out_once(rng, monkeypatch, threads):
             if 0 <= first < len(array):
                 counts[first:first + rows] += 1
         np.testing.assert_array_equal(counts, 1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "sliced"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_affine_backward_without_dx_gives_the_same_dW_and_db(rng, monkeypatch, sliced_products, dtype, inline,
+                                                            threads):
+    """``need_dx=False`` (a network's first layer) returns no dx and the very bits of dW and db,
+    on both backends, inline or shared out in parts."""
+    from fastzero.kernels.numba import _slices
+
+    monkeypatch.setattr(_slices, "INLINE_OPS", 10**12 if inline else 0)
+    monkeypatch.setattr(dense, "INLINE_OPS", 10**12 if inline else 0)
+    x, W, dout = (rng.standard_normal(shape).astype(dtype) for shape in ((37, 91), (91, 13), (37, 13)))
+    saved = fastzero.get_num_threads()
+    try:
+        fastzero.set_num_threads(threads)
+        for kernels in (FAST, REF):
+            _, dW, db = kernels.affine_backward(dout, x, W)
+            dx, dW_only, db_only = kernels.affine_backward(dout, x, W, need_dx=False)
+            assert dx is None
+            np.testing.assert_array_equal(dW_only, dW)
+            np.testing.assert_array_equal(db_only, db)
+    finally:
+        fastzero.set_num_threads(saved)
 
 
 #: Inputs where sigmoid is exactly 0 or 1 in each dtype, and inputs whose sigmoid is

@@ -2,7 +2,9 @@
 
 Only the products count: a convolution's forward is ``2*N*OH*OW*FN*C*FH*FW``
 operations, an affine layer's ``2*N*D*M``; each backward is twice its forward
-(``dx`` and ``dW``). Activations, pooling, the loss and the optimizer are
+(``dx`` and ``dW``), except the first layer's, which is its forward: a training
+step computes no gradient of the images (``Network.gradient`` asks the first
+layer for ``dW`` only, as PyTorch does). Activations, pooling, the loss and the optimizer are
 element-wise work, a fraction of a percent of a convnet's step, and count
 zero. A training step is forward + backward.
 """
@@ -43,7 +45,7 @@ def network_work(net: Any, batch: int) -> list[LayerWork]:
     """Every layer of ``net`` with its input shape and operations at ``batch`` images."""
     shape: tuple[int, ...] = (batch, *net.input_dim) if net.input_dim else (batch, net.params["W1"].shape[0])
     work = []
-    for name, layer in layers_of(net):
+    for index, (name, layer) in enumerate(layers_of(net)):
         kind = type(layer).__name__
         forward = 0
         if kind == "Convolution":
@@ -60,7 +62,7 @@ def network_work(net: Any, batch: int) -> list[LayerWork]:
             forward = 2 * batch * d * m
         else:
             out = shape
-        work.append(LayerWork(name, layer, shape, forward, 2 * forward))
+        work.append(LayerWork(name, layer, shape, forward, (2 if index else 1) * forward))
         shape = out
     return work
 

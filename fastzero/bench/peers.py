@@ -156,11 +156,13 @@ def _fastzero_works(name: str, dtype: str, layers: bool) -> dict[str, Callable[[
         np.random.seed(0)
         net.gradient(x, t)  # every layer holds what its backward needs
         inputs, douts = _layer_inputs(net, x, t)
-        for (layer_name, layer), xi, di in zip(layers_of(net), inputs, douts):
+        for index, ((layer_name, layer), xi, di) in enumerate(zip(layers_of(net), inputs, douts)):
             forward = ((lambda l=layer, xi=xi: l.forward(xi, True))
                        if type(layer).__name__ == "Dropout" else (lambda l=layer, xi=xi: l.forward(xi)))
             works[f"{layer_name}.forward"] = forward
-            works[f"{layer_name}.backward"] = lambda l=layer, di=di: l.backward(di)
+            # the first layer's as a step runs it: no gradient of the images (as PyTorch's)
+            backward = layer.backward if index else getattr(layer, "_backward_params", layer.backward)
+            works[f"{layer_name}.backward"] = lambda b=backward, di=di: b(di)
     return works
 
 

@@ -186,8 +186,8 @@ def format_peers(report: dict) -> str:
         *([_setup_line(meta)] if "clock" in meta else []),
         "GEMM rate (numpy, 2048x2048 matmul, {} thread(s)): {}".format(
             threads, ", ".join(f"{d} {r / 1e9:.1f} GFLOP/s" for d, r in gemm.items())),
-        "GFLOP/s = the step's convolution and affine operations (backward = 2x forward) / "
-        "its time; (%) = share of the GEMM rate",
+        "GFLOP/s = the step's convolution and affine operations (backward = 2x forward, the first "
+        "layer's 1x: no image gradient) / its time; (%) = share of the GEMM rate",
         "",
     ]
     rows = [

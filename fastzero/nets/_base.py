@@ -255,9 +255,11 @@ class Network:
         self.last_loss = self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
         products = _threads.BLAS_THREADED_PRODUCTS.set(self._dense)
+        first, *rest = self._layer_list()
         try:
-            for layer in reversed(self._layer_list()):
+            for layer in reversed(rest):
                 dout = layer.backward(dout)
+            getattr(first, "_backward_params", first.backward)(dout)  # its dx would go unread
         finally:
             _threads.BLAS_THREADED_PRODUCTS.reset(products)
         grads = dict.fromkeys(self.params)

@@ -302,9 +302,9 @@ def _forward_direct(x, W2, b, filter_h, filter_w, stride, pad, out):
 
 
 @jit
-def _backward_direct(x, dout, W2T, filter_h, filter_w, stride, pad, dx, dW, db):
-    """``dx`` of ``x (N, C, H, W)`` given ``dout (N, FN, P)``, one sample at a time; adds
-    the samples' gradients to ``dW (FN, K)`` and ``db (FN,)`` in sample order."""
+def _backward_direct(x, dout, W2T, filter_h, filter_w, stride, pad, need_dx, dx, dW, db):
+    """``dx`` of ``x (N, C, H, W)`` given ``dout (N, FN, P)`` (if ``need_dx``), one sample at a
+    time; adds the samples' gradients to ``dW (FN, K)`` and ``db (FN,)`` in sample order."""
     K, P = W2T.shape[0], dout.shape[2]
     cols, dcols = np.empty((K, P), dtype=x.dtype), np.empty((K, P), dtype=x.dtype)
     no_bias = np.zeros(K, dtype=x.dtype)
@@ -312,8 +312,9 @@ def _backward_direct(x, dout, W2T, filter_h, filter_w, stride, pad, dx, dW, db):
         _im2col_t(x[n:n + 1], filter_h, filter_w, stride, pad, cols)
         _add_row_products(dout[n], cols, dW)
         _add_row_sums(dout[n], db)
-        _rows_times(W2T, no_bias, dout[n], dcols)
-        _col2im_t(dcols, filter_h, filter_w, stride, pad, dx[n:n + 1])
+        if need_dx:
+            _rows_times(W2T, no_bias, dout[n], dcols)
+            _col2im_t(dcols, filter_h, filter_w, stride, pad, dx[n:n + 1])
 
 
 @pjit
@@ -325,11 +326,12 @@ def _forward_direct_parts(bounds, x, W2, b, filter_h, filter_w, stride, pad, out
 
 
 @pjit
-def _backward_direct_parts(bounds, x, dout, W2T, filter_h, filter_w, stride, pad, dx, dWs, dbs):
+def _backward_direct_parts(bounds, x, dout, W2T, filter_h, filter_w, stride, pad, need_dx, dx, dWs, dbs):
     """:func:`_backward_direct` of every part of ``bounds``, in parallel; part ``s`` sums into ``dWs[s]``, ``dbs[s]``."""
     for s in prange(bounds.shape[0]):
         s0, s1 = bounds[s, 0], bounds[s, 1]
-        _backward_direct(x[s0:s1], dout[s0:s1], W2T, filter_h, filter_w, stride, pad, dx[s0:s1], dWs[s], dbs[s])
+        _backward_direct(x[s0:s1], dout[s0:s1], W2T, filter_h, filter_w, stride, pad, need_dx, dx[s0:s1], dWs[s],
+                         dbs[s])
 
 
 def im2col(x: np.ndarray, filter_h: int, filter_w: int, stride: int, pad: int) -> np.ndarray:
@@ -410,33 +412,35 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     return out.reshape(N, FN, OH, OW), x
 
 
-def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int):
-    """Gradients ``(dx, dW, db)`` of the convolution given ``dout (N, FN, OH, OW)``."""
+def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int, need_dx: bool = True):
+    """Gradients ``(dx, dW, db)`` of the convolution given ``dout (N, FN, OH, OW)``; ``dx`` is
+    None when not ``need_dx`` (a network's first layer: nobody reads it)."""
     x = cache
     N, FN, OH, OW = dout.shape
     _, C, FH, FW = W.shape
     K, P = C * FH * FW, OH * OW
     if _vector_path(K, FH, FW, stride, pad, backward=True):
-        return conv_vector.conv_backward(dout, x, W, pad)
+        return conv_vector.conv_backward(dout, x, W, pad, need_dx)
     W2T = np.ascontiguousarray(W.reshape(FN, K).T)
     dout = np.ascontiguousarray(dout).reshape(N, FN, P)
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)  # left unwritten when not need_dx
+    ops = 2 * dout.size * K  # with dx's; without, the same parts: dW keeps its bits
 
     if K <= DIRECT_MAX_TAPS:
-        bounds, _ = conv_vector.parts(N, 2 * dout.size * K)
+        bounds, _ = conv_vector.parts(N, ops)
         dWs, dbs = np.zeros((len(bounds), FN, K), dtype=x.dtype), np.zeros((len(bounds), FN), dtype=x.dtype)
         if len(bounds) == 1:
-            _backward_direct(x, dout, W2T, FH, FW, stride, pad, dx, dWs[0], dbs[0])
+            _backward_direct(x, dout, W2T, FH, FW, stride, pad, need_dx, dx, dWs[0], dbs[0])
         else:
-            _backward_direct_parts(bounds, x, dout, W2T, FH, FW, stride, pad, dx, dWs, dbs)
+            _backward_direct_parts(bounds, x, dout, W2T, FH, FW, stride, pad, need_dx, dx, dWs, dbs)
         for s in range(1, len(bounds)):  # in part order: the same bits for the same thread count
             dWs[0] += dWs[s]
             dbs[0] += dbs[s]
-        return dx, dWs[0].reshape(W.shape), dbs[0]
+        return (dx if need_dx else None), dWs[0].reshape(W.shape), dbs[0]
     nb = _block_size(N, K * P, x.itemsize)
 
     def backward_slice(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
-        """dx of samples ``s0:s1``; returns their share of ``(dW, db)``."""
+        """dx of samples ``s0:s1`` (if ``need_dx``); returns their share of ``(dW, db)``."""
         col_buf, dcol_buf = np.empty(K * nb * P, dtype=x.dtype), np.empty(K * nb * P, dtype=x.dtype)
         dout_buf = np.empty(FN * nb * P, dtype=x.dtype)
         dW_blk, db_blk = np.empty((FN, K), dtype=x.dtype), np.empty(FN, dtype=x.dtype)
@@ -449,12 +453,13 @@ def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int)
             _gather_dout_and_bias_grad(dout[n0:n1], douts, db_blk)
             dW += np.dot(douts, cols.T, out=dW_blk)
             db += db_blk
-            _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
+            if need_dx:
+                _col2im_t(np.dot(W2T, douts, out=dcols), FH, FW, stride, pad, dx[n0:n1])
         return dW, db
 
-    shares = map_slices(backward_slice, N, 2 * dout.size * K)
+    shares = map_slices(backward_slice, N, ops)
     dW, db = shares[0]
     for dW_share, db_share in shares[1:]:  # in slice order: the same bits for the same thread count
         dW += dW_share
         db += db_share
-    return dx, dW.reshape(W.shape), db
+    return (dx if need_dx else None), dW.reshape(W.shape), db

@@ -208,8 +208,9 @@ def _forward_channel_blocks(x, pad, Hp, Wp, nb, L, w, offs, b, buf, pix, opix, o
 
 @jit
 def _backward_blocks(x, dout, pad, Hp, Wp, Hd, Wd, nb, Lx, Ld, wt, rows, offs_x, offs_d,
-                     xbuf, dF, dbuf, tmp, pix, opix, dw, db, dx):
-    """:func:`conv_backward` of the samples of ``x``, ``nb`` at a time: ``dx``, and sums into ``dw`` and ``db``.
+                     xbuf, dF, dbuf, tmp, pix, opix, dw, db, need_dx, dx):
+    """:func:`conv_backward` of the samples of ``x``, ``nb`` at a time: ``dx`` (if ``need_dx``), and sums
+    into ``dw`` and ``db``.
 
     Each product takes the pixel tiles, or the channel tiles: the weight
     gradient when ``dF`` is ``(outputs, FN)``, channels last (then ``dw``
@@ -237,6 +238,8 @@ def _backward_blocks(x, dout, pad, Hp, Wp, Hd, Wd, nb, Lx, Ld, wt, rows, offs_x,
                 _zero_from(dF.ravel(), FN, Lx, m * Hp * Wp)
             _add_dot_planes(dF.ravel(), dw.shape[0], xbuf, offs_x, -(-m * Hp * Wp // n) * n, Lx, dw.ravel())
         _add_bias_grad(dout[n0:n1], db)
+        if not need_dx:
+            continue
         _scatter(dout[n0:n1], FH - 1 - pad, FW - 1 - pad, Hd, Wd, Ld, dbuf)
         if rows == 0:
             per = C * H * W
@@ -266,12 +269,13 @@ def _forward_channel_parts(bounds, x, pad, Hp, Wp, nb, L, w, offs, b, bufs, pixs
 
 @pjit
 def _backward_parts(bounds, x, dout, pad, Hp, Wp, Hd, Wd, nb, Lx, Ld, wt, rows, offs_x, offs_d,
-                    xbufs, dFs, dbufs, tmps, pixs, opixs, dws, dbs, dx):
+                    xbufs, dFs, dbufs, tmps, pixs, opixs, dws, dbs, need_dx, dx):
     """:func:`_backward_blocks` of every part of ``bounds``, in parallel; part ``s`` sums into ``dws[s]``, ``dbs[s]``."""
     for s in prange(bounds.shape[0]):
         s0, s1 = bounds[s, 0], bounds[s, 1]
         _backward_blocks(x[s0:s1], dout[s0:s1], pad, Hp, Wp, Hd, Wd, nb, Lx, Ld, wt, rows, offs_x, offs_d,
-                         xbufs[s], dFs[s], dbufs[s], tmps[s], pixs[s], opixs[s], dws[s], dbs[s], dx[s0:s1])
+                         xbufs[s], dFs[s], dbufs[s], tmps[s], pixs[s], opixs[s], dws[s], dbs[s], need_dx,
+                         dx[s0:s1])
 
 
 class _Planes:
@@ -386,8 +390,9 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, pad: int) -> np.nd
     return out
 
 
-def conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, pad: int):
-    """Gradients ``(dx, dW, db)`` of :func:`conv_forward` given ``dout (N, FN, OH, OW)``.
+def conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, pad: int, need_dx: bool = True):
+    """Gradients ``(dx, dW, db)`` of :func:`conv_forward` given ``dout (N, FN, OH, OW)``; ``dx`` None
+    when not ``need_dx``, with ``dW`` and ``db`` as they are with it.
 
     Needs ``pad < min(FH, FW)`` (``dx`` is a convolution of ``dout`` padded by ``FH-1-pad``).
     """
@@ -411,25 +416,25 @@ def conv_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, pad: int):
     nb = _block_size(most, per_sample, H * Wd if channel_dx else Hd * Wdd, tile)
     gx = _Planes(C, Hp, Wp, nb, FH, FW, x.itemsize)
     gd = _Planes(FN, Hd, Wdd, nb, FH, FW, x.itemsize)
-    xbufs, dbufs = np.zeros((T, gx.size), dtype=x.dtype), np.zeros((T, gd.size), dtype=x.dtype)
+    xbufs, dbufs = np.zeros((T, gx.size), dtype=x.dtype), np.zeros((T, gd.size if need_dx else 0), dtype=x.dtype)
     if channel_dw:
         dFs, dws = np.empty((T, nb * OH * OW, FN), dtype=x.dtype), np.zeros((T, Kp, FN), dtype=x.dtype)
     else:
         dFs, dws = np.zeros((T, FNp * gx.L), dtype=x.dtype), np.zeros((T, FNp, Kp), dtype=x.dtype)
-    tmps = np.empty((T, 0 if channel_dx else Cp * gd.L), dtype=x.dtype)
+    tmps = np.empty((T, Cp * gd.L if need_dx and not channel_dx else 0), dtype=x.dtype)
     pixs, opixs = _pixel_lists(T, nb * max(OH * OW if channel_dw else 0, H * Wd if channel_dx else 0))
     dbs = np.zeros((T, FN), dtype=x.dtype)
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)  # left unwritten when not need_dx
     geometry = (pad, Hp, Wp, Hd, Wdd, nb, gx.L, gd.L, wt, 0 if channel_dx else Cp, gx.offsets(FH, FW, Kp),
                 gd.offsets(FH, FW))
     if T == 1:
         _backward_blocks(x, dout, *geometry, xbufs[0], dFs[0], dbufs[0], tmps[0], pixs[0], opixs[0], dws[0],
-                         dbs[0], dx)
+                         dbs[0], need_dx, dx)
     else:
-        _backward_parts(bounds, x, dout, *geometry, xbufs, dFs, dbufs, tmps, pixs, opixs, dws, dbs, dx)
+        _backward_parts(bounds, x, dout, *geometry, xbufs, dFs, dbufs, tmps, pixs, opixs, dws, dbs, need_dx, dx)
     dW, db = dws[0], dbs[0]
     for s in range(1, T):  # in part order: the same bits for the same thread count
         dW += dws[s]
         db += dbs[s]
     dW = dW[:K].T if channel_dw else dW[:FN, :K]
-    return dx, np.ascontiguousarray(dW).reshape(W.shape), db
+    return (dx if need_dx else None), np.ascontiguousarray(dW).reshape(W.shape), db

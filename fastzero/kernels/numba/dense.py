@@ -102,7 +102,7 @@ def _few_rows_dx(dout: np.ndarray, W: np.ndarray) -> np.ndarray:
     return dx
 
 
-def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
+def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, need_dx: bool = True):
     """Gradients of ``x @ W + b``.
 
     Parameters
@@ -110,23 +110,27 @@ def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
     dout : (N, M) array
     x : (N, D) array
     W : (D, M) array
+    need_dx : False skips ``dx`` (a network's first layer: nobody reads it)
 
     Returns
     -------
-    dx : (N, D) array, ``dout @ W.T``
+    dx : (N, D) array, ``dout @ W.T``; None when not ``need_dx``
     dW : (D, M) array, ``x.T @ dout``
     db : (M,) array, column sums of ``dout``
     """
     if 2 * dout.size * x.shape[1] < INLINE_OPS or blas_threaded_products():
-        return _few_rows_dx(dout, W), np.dot(x.T, dout), np.add.reduce(dout, axis=0)
+        dx = _few_rows_dx(dout, W) if need_dx else None
+        return dx, np.dot(x.T, dout), np.add.reduce(dout, axis=0)
     dtype = np.result_type(dout, W)
-    dx, dW = np.empty((dout.shape[0], W.shape[0]), dtype=dtype), np.empty(W.shape, dtype=dtype)
-    (n, d), units = dx.shape, dx.size  # each product is n*d units: d per row of dx, n per row of dW
-    if units == 0:  # no samples (dW = 0) or no inputs: nothing to share out
+    n, d = dout.shape[0], W.shape[0]
+    dx = np.empty((n, d), dtype=dtype) if need_dx else None
+    dW = np.empty(W.shape, dtype=dtype)
+    units = n * d if need_dx else 0  # each product is n*d units: d per row of dx, n per row of dW
+    if n * d == 0:  # no samples (dW = 0) or no inputs: nothing to share out
         return dx, np.dot(x.T, dout).astype(dtype, copy=False), column_sums(dout)
 
     def work(lo: int, hi: int) -> None:
-        """Units ``lo:hi`` of the ``2*n*d``: the rows of ``dx``, then the rows of ``dW``."""
+        """Units ``lo:hi`` of the ``units + n*d``: the rows of ``dx``, then the rows of ``dW``."""
         a, b = min(lo, units) // d, min(hi, units) // d
         if a < b:
             np.dot(dout[a:b], W.T, out=dx[a:b])
@@ -134,5 +138,5 @@ def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
         if a < b:
             np.dot(x[:, a:b].T, dout, out=dW[a:b])
 
-    map_slices(work, 2 * units, 2 * units * dout.shape[1])
+    map_slices(work, units + n * d, (units + n * d) * dout.shape[1])
     return dx, dW, column_sums(dout)

@@ -68,13 +68,16 @@ def conv_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, pad: 
     return out, (col, x.shape)
 
 
-def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int):
-    """Gradients of :func:`conv_forward`: ``(dx, dW, db)``, dx like x, dW like W, db (FN,)."""
+def conv_backward(dout: np.ndarray, cache, W: np.ndarray, stride: int, pad: int, need_dx: bool = True):
+    """Gradients of :func:`conv_forward`: ``(dx, dW, db)``, dx like x (None when not ``need_dx``),
+    dW like W, db (FN,)."""
     col, x_shape = cache
     fn, _, fh, fw = W.shape
     dout = dout.transpose(0, 2, 3, 1).reshape(-1, fn)
     db = np.sum(dout, axis=0)
     dW = np.dot(col.T, dout).transpose(1, 0).reshape(W.shape)
+    if not need_dx:
+        return None, dW, db
     dcol = np.dot(dout, W.reshape(fn, -1))
     dx = col2im(dcol, x_shape, fh, fw, stride, pad)
     return dx, dW, db

@@ -9,9 +9,10 @@ def affine_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.dot(x, W) + b
 
 
-def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
-    """Gradients of :func:`affine_forward`: ``(dx (N, D), dW (D, M), db (M,))``."""
-    dx = np.dot(dout, W.T)
+def affine_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, need_dx: bool = True):
+    """Gradients of :func:`affine_forward`: ``(dx (N, D), dW (D, M), db (M,))``; ``dx`` None
+    when not ``need_dx``."""
+    dx = np.dot(dout, W.T) if need_dx else None
     dW = np.dot(x.T, dout)
     db = np.sum(dout, axis=0)
     return dx, dW, db
