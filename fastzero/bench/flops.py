@@ -4,9 +4,9 @@ Only the products count: a convolution's forward is ``2*N*OH*OW*FN*C*FH*FW``
 operations, an affine layer's ``2*N*D*M``; each backward is twice its forward
 (``dx`` and ``dW``), except the first layer's, which is its forward: a training
 step computes no gradient of the images (``Network.gradient`` asks the first
-layer for ``dW`` only, as PyTorch does). Activations, pooling, the loss and the optimizer are
-element-wise work, a fraction of a percent of a convnet's step, and count
-zero. A training step is forward + backward.
+layer for ``dW`` only, as PyTorch does). Activations, pooling, the loss and the
+optimizer are element-wise work, a fraction of a percent of a convnet's step,
+and count zero. A training step is forward + backward.
 """
 from __future__ import annotations
 
