@@ -240,6 +240,19 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_datasets.py::test_checksum_mismatch_names_the_file",),
     ),
     Mutation(
+        "mnist-copy-by-payload-name", "MNIST files are verified by SHA-256",
+        "fastzero/datasets/mnist.py",  # the copy named by the expected payload, not by the file read
+        "        copy = _copy_name(f) if compressed and sha256 in _PUBLISHED else None",
+        "        copy = sha256 if compressed and sha256 in _PUBLISHED else None",
+        ("tests/test_datasets.py::test_a_changed_file_is_never_answered_by_the_old_copy",),
+    ),
+    Mutation(
+        "mnist-copy-unverified", "MNIST files are verified by SHA-256",
+        "fastzero/datasets/mnist.py",
+        "    return raw if hashlib.sha256(raw).hexdigest() == sha256 else None", "    return raw",
+        ("tests/test_datasets.py::test_a_wrong_copy_is_ignored_and_replaced",),
+    ),
+    Mutation(
         "named-data-dir-created", "a directory the user names is never created",
         "fastzero/datasets/mnist.py",
         "    if named and not directory.is_dir():", "    if False:",

@@ -295,3 +295,68 @@ def test_real_mnist_checksums_and_shapes():
     assert x_train.shape == (60000, 784) and x_test.shape == (10000, 784)
     assert t_train.shape == (60000,) and t_test.shape == (10000,)
     assert np.bincount(t_test).tolist()[:3] == [980, 1135, 1032]
+
+
+@pytest.fixture
+def kept(data_dir, tmp_path, monkeypatch):
+    """The generated files count as published (their payloads are kept decompressed), the
+    copies go to ``tmp_path/xdg/fastzero/idx``; yields that directory."""
+    monkeypatch.setattr(mnist, "_PUBLISHED", frozenset(mnist.SHA256.values()))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "fastzero" / "idx"
+
+
+def _no_gunzip(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("decompressed a file that has a kept copy")
+    monkeypatch.setattr(mnist.gzip, "open", refuse)
+
+
+def test_a_second_load_reads_the_kept_decompressed_copies(data_dir, arrays, kept, monkeypatch):
+    first = load_mnist(normalize=False, data_dir=data_dir)
+    names = {hashlib.sha256((data_dir / name).read_bytes()).hexdigest() for name in mnist.FILES.values()}
+    assert kept == mnist.decompressed_dir() and {p.name for p in kept.iterdir()} == names
+    _no_gunzip(monkeypatch)
+    second = load_mnist(normalize=False, data_dir=data_dir)
+    for split_first, split_second in zip(first, second):
+        for a, b in zip(split_first, split_second):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(second[0][0].reshape(arrays["train_img"].shape), arrays["train_img"])
+
+
+def test_a_wrong_copy_is_ignored_and_replaced(data_dir, arrays, kept):
+    load_mnist(normalize=False, data_dir=data_dir)
+    name = hashlib.sha256((data_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()).hexdigest()
+    good = (kept / name).read_bytes()
+    (kept / name).write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one flipped bit
+    (_, _), (_, t_test) = load_mnist(normalize=False, data_dir=data_dir)
+    np.testing.assert_array_equal(t_test, arrays["test_label"])
+    assert (kept / name).read_bytes() == good
+
+
+def test_a_changed_file_is_never_answered_by_the_old_copy(data_dir, arrays, kept):
+    load_mnist(normalize=False, data_dir=data_dir)
+    labels = data_dir / "t10k-labels-idx1-ubyte.gz"
+    changed = arrays["test_label"].copy()
+    changed[0] = (changed[0] + 1) % 10
+    write_gz(labels, idx_bytes(changed))  # a valid IDX file, not the one whose SHA-256 is expected
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_mnist(data_dir=data_dir)
+    assert mnist.verify_files(data_dir)["t10k-labels-idx1-ubyte.gz"].startswith("refused")
+
+
+def test_an_unwritable_cache_only_costs_the_decompression(data_dir, arrays, tmp_path, monkeypatch):
+    monkeypatch.setattr(mnist, "_PUBLISHED", frozenset(mnist.SHA256.values()))
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    for _ in range(2):
+        (x_train, _), _ = load_mnist(normalize=False, data_dir=data_dir)
+        np.testing.assert_array_equal(x_train.reshape(arrays["train_img"].shape), arrays["train_img"])
+
+
+def test_only_the_published_files_are_kept(data_dir, tmp_path, monkeypatch):
+    """Files that are not the published MNIST (the generated ones here) leave no copy."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    load_mnist(data_dir=data_dir)
+    assert not mnist.decompressed_dir().exists()
