@@ -152,7 +152,9 @@ def read_idx(path: str | os.PathLike, ndim: int, sha256: str | None = None) -> n
 
     The header's dimensions must account for exactly the payload present, and
     the decompressed file's SHA-256 must equal ``sha256`` (when given).
-    Raises ``ValueError`` naming the file otherwise.
+    Raises ``ValueError`` naming the file otherwise. A gzip file whose
+    ``sha256`` is a published MNIST one is read from, or kept as, a verified
+    decompressed copy in :func:`decompressed_dir`.
     """
     path = Path(path)
     with open(path, "rb") as f:
