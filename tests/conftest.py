@@ -46,6 +46,14 @@ def backend(request):
 
 
 @pytest.fixture
+def threads():
+    """Set the thread count for a test, restore it after."""
+    before = fastzero.get_num_threads()
+    yield fastzero.set_num_threads
+    fastzero.set_num_threads(before)
+
+
+@pytest.fixture
 def sliced_products():
     """Large affine products in slices on fastzero's threads, as in a convolutional network,
     whatever ran before in this process (see ``fastzero._threads.blas_threaded_products``)."""

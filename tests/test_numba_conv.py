@@ -152,28 +152,25 @@ def conv_step(x, Wt, b, dout, stride, pad):
 NO_DX_SHAPES = [*SHAPES, (7, 64, 5, 5, 64, 3, 3, 1, 1), (7, 24, 5, 5, 64, 3, 3, 1, 0), (7, 64, 5, 5, 24, 3, 3, 1, 1)]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", NO_DX_SHAPES, ids=lambda s: "N{}C{}H{}W{}-F{}x{}x{}-s{}p{}".format(*s))
-def test_conv_backward_without_dx_gives_the_same_dW_and_db(rng, monkeypatch, shape, dtype, threads, products):
+def test_conv_backward_without_dx_gives_the_same_dW_and_db(rng, monkeypatch, threads, shape, dtype, count,
+                                                           products):
     """``need_dx=False`` (a network's first layer) returns no dx and the very bits of dW and
     db, on both backends, in one part or shared out on two threads."""
     from fastzero.kernels.numba import _slices
 
     monkeypatch.setattr(_slices, "INLINE_OPS", 0)
     x, Wt, b, dout, stride, pad = make_conv(rng, shape, dtype)
-    saved = fastzero.get_num_threads()
-    try:
-        fastzero.set_num_threads(threads)
-        for kernels in (fast, ref):
-            _, cache = kernels.conv_forward(x, Wt, b, stride, pad)
-            _, dW, db = kernels.conv_backward(dout, cache, Wt, stride, pad)
-            dx, dW_only, db_only = kernels.conv_backward(dout, cache, Wt, stride, pad, need_dx=False)
-            assert dx is None
-            np.testing.assert_array_equal(dW_only, dW)
-            np.testing.assert_array_equal(db_only, db)
-    finally:
-        fastzero.set_num_threads(saved)
+    threads(count)
+    for kernels in (fast, ref):
+        _, cache = kernels.conv_forward(x, Wt, b, stride, pad)
+        _, dW, db = kernels.conv_backward(dout, cache, Wt, stride, pad)
+        dx, dW_only, db_only = kernels.conv_backward(dout, cache, Wt, stride, pad, need_dx=False)
+        assert dx is None
+        np.testing.assert_array_equal(dW_only, dW)
+        np.testing.assert_array_equal(db_only, db)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

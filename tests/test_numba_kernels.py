@@ -89,11 +89,11 @@ def test_affine_shares_every_row_out_once(rng, monkeypatch, sliced_products, thr
         np.testing.assert_array_equal(counts, 1)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("inline", [True, False], ids=["inline", "sliced"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_affine_backward_without_dx_gives_the_same_dW_and_db(rng, monkeypatch, sliced_products, dtype, inline,
-                                                            threads):
+def test_affine_backward_without_dx_gives_the_same_dW_and_db(rng, monkeypatch, sliced_products, threads, dtype,
+                                                            inline, count):
     """``need_dx=False`` (a network's first layer) returns no dx and the very bits of dW and db,
     on both backends, inline or shared out in parts."""
     from fastzero.kernels.numba import _slices
@@ -101,17 +101,13 @@ def test_affine_backward_without_dx_gives_the_same_dW_and_db(rng, monkeypatch, s
     monkeypatch.setattr(_slices, "INLINE_OPS", 10**12 if inline else 0)
     monkeypatch.setattr(dense, "INLINE_OPS", 10**12 if inline else 0)
     x, W, dout = (rng.standard_normal(shape).astype(dtype) for shape in ((37, 91), (91, 13), (37, 13)))
-    saved = fastzero.get_num_threads()
-    try:
-        fastzero.set_num_threads(threads)
-        for kernels in (FAST, REF):
-            _, dW, db = kernels.affine_backward(dout, x, W)
-            dx, dW_only, db_only = kernels.affine_backward(dout, x, W, need_dx=False)
-            assert dx is None
-            np.testing.assert_array_equal(dW_only, dW)
-            np.testing.assert_array_equal(db_only, db)
-    finally:
-        fastzero.set_num_threads(saved)
+    threads(count)
+    for kernels in (FAST, REF):
+        _, dW, db = kernels.affine_backward(dout, x, W)
+        dx, dW_only, db_only = kernels.affine_backward(dout, x, W, need_dx=False)
+        assert dx is None
+        np.testing.assert_array_equal(dW_only, dW)
+        np.testing.assert_array_equal(db_only, db)
 
 
 #: Inputs where sigmoid is exactly 0 or 1 in each dtype, and inputs whose sigmoid is

@@ -35,14 +35,6 @@ def blas_threads() -> list[int]:
     return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
 
 
-@pytest.fixture
-def threads():
-    """Set the thread count for a test, restore it after."""
-    before = fastzero.get_num_threads()
-    yield fastzero.set_num_threads
-    fastzero.set_num_threads(before)
-
-
 def test_slices_cut_each_range_into_one_part_per_thread(threads):
     threads(1)
     assert slices(10) == [(0, 10)]
