@@ -6,7 +6,7 @@ images against one SimpleConvNet and one DeepConvNet step (gradient + Adam), flo
 Everything is interleaved round by round in one process; at 1 thread the clock is the
 calling thread's CPU time (steady on a shared machine), otherwise wall time. Prints
 medians and the augmentation's cost as a percentage of each step; ``--parts`` also times
-the pieces of the elastic preset (noise, blur, resampling).
+the pieces of the elastic preset (noise, blur, warp).
 """
 from __future__ import annotations
 
@@ -52,12 +52,12 @@ def measure(rounds: int = 41, threads: int = 1, dtype: str = "float32",
         elastic = PRESETS["elastic"]
         taps = gaussian_taps(elastic.elastic_sigma, dt)
         noise = rng.random((2 * BATCH, 28, 28), dtype=dt)
-        src_y, src_x = elastic.source_points(x.shape, dt, rng)
-        jobs["  elastic: source points"] = lambda: elastic.source_points(x.shape, dt, rng)
+        grid, field = elastic.draw(x.shape, dt, rng)
+        jobs["  elastic: draw (noise, blur, grid)"] = lambda: elastic.draw(x.shape, dt, rng)
         jobs["  elastic: noise draw"] = lambda: _uniform_noise(rng, noise.shape, dt,
                                                                elastic.elastic_alpha)
         jobs["  elastic: blur of both fields"] = lambda: k.separable_blur(noise, taps)
-        jobs["  elastic: bilinear sample"] = lambda: k.bilinear_sample(x, src_y, src_x)
+        jobs["  elastic: warp"] = lambda: k.warp(x, grid, field)
     for job in jobs.values():  # compile, warm caches
         job()
     times = {name: [] for name in jobs}

@@ -72,32 +72,34 @@ class Augment:
         if not (isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype in (np.float32, np.float64)):
             got = f"{x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
             raise ValueError(f"Augment: expected a float32 or float64 batch (N, C, H, W), got {got}")
-        src_y, src_x = self.source_points(x.shape, x.dtype, rng)
-        return _backend.kernels().bilinear_sample(np.ascontiguousarray(x), src_y, src_x)
+        grid, field = self.draw(x.shape, x.dtype, rng)
+        return _backend.kernels().warp(np.ascontiguousarray(x), grid, field)
 
-    def source_points(self, shape: tuple[int, ...], dtype: np.dtype,
-                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """The points ``(src_y, src_x)``, each (N, H, W), every output pixel reads."""
+    def draw(self, shape: tuple[int, ...], dtype: np.dtype,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """Random transforms for a batch of ``shape`` (N, C, H, W), in ``dtype``.
+
+        Returns ``grid`` (N, 2, 3), the affine part: output pixel ``(i, j)`` reads
+        the point ``grid[n] @ (i, j, 1)``; and ``field`` (N, 2, H, W), the elastic
+        displacement (y, x) added to that point, or None without one.
+        """
         n, _, h, w = shape
         draw = rng.uniform
         angle = np.deg2rad(draw(-self.rotation, self.rotation, n))
         zoom = draw(1 - self.scale, 1 + self.scale, n)
         shift = draw(-self.shift, self.shift, (2, n))
         cy, cx = (h - 1) / 2, (w - 1) / 2
-        py = (np.arange(h) - cy)[None, :, None] - shift[0][:, None, None]  # (N, H, 1)
-        px = (np.arange(w) - cx)[None, None, :] - shift[1][:, None, None]  # (N, 1, W)
-        cos = (np.cos(angle) / zoom)[:, None, None]
-        sin = (np.sin(angle) / zoom)[:, None, None]
-        # each coordinate is a sum of a term along H and one along W: one (N, H, W) operation
-        src_y = np.subtract((cos * py + cy).astype(dtype), (sin * px).astype(dtype))
-        src_x = np.add((sin * py).astype(dtype), (cos * px + cx).astype(dtype))
+        cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+        ty, tx = cy + shift[0], cx + shift[1]  # the output point the image centre moves to
+        grid = np.empty((n, 2, 3))
+        grid[:, 0] = np.stack([cos, -sin, cy - cos * ty + sin * tx], axis=1)
+        grid[:, 1] = np.stack([sin, cos, cx - sin * ty - cos * tx], axis=1)
+        field = None
         if self.elastic_alpha:
+            noise = _uniform_noise(rng, (2 * n, h, w), dtype, self.elastic_alpha)
             taps = gaussian_taps(self.elastic_sigma, dtype)
-            field = _backend.kernels().separable_blur(_uniform_noise(rng, (2 * n, h, w), dtype,
-                                                                     self.elastic_alpha), taps)
-            src_y += field[:n]
-            src_x += field[n:]
-        return src_y, src_x
+            field = _backend.kernels().separable_blur(noise, taps).reshape(n, 2, h, w)
+        return grid.astype(dtype), field
 
 
 def _uniform_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype,

@@ -29,6 +29,19 @@ def _naive_sample(x, src_y, src_x):
     return out
 
 
+def _naive_warp(x, grid, field):
+    """warp written pixel by pixel: each output pixel's point, then the sampling oracle."""
+    n, _, h, w = x.shape
+    src = np.zeros((2, n, h, w))
+    for s in range(n):
+        for i in range(h):
+            for j in range(w):
+                src[:, s, i, j] = grid[s].astype(np.float64) @ (i, j, 1)
+    if field is not None:
+        src += np.moveaxis(field, 1, 0)
+    return _naive_sample(x, src[0], src[1])
+
+
 def _naive_blur(field, taps):
     n, h, w = field.shape
     r = taps.size // 2
@@ -66,6 +79,34 @@ def test_bilinear_sample_matches_plain_loops(backend, shape, dtype, out_size):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("with_field", [False, True], ids=["affine", "affine+field"])
+def test_warp_matches_plain_loops(backend, shape, dtype, with_field):
+    rng = np.random.default_rng(sum(shape) + with_field)
+    n, c, h, w = shape
+    x = rng.standard_normal(shape).astype(dtype)
+    angle, zoom = rng.uniform(-3, 3, n), rng.uniform(0.5, 1.5, n)
+    grid = np.stack([np.stack([np.cos(angle) / zoom, -np.sin(angle) / zoom, rng.uniform(-2, h, n)], 1),
+                     np.stack([np.sin(angle) / zoom, np.cos(angle) / zoom, rng.uniform(-2, w, n)], 1)],
+                    axis=1).astype(dtype)  # (N, 2, 3): some points inside, some outside
+    field = rng.uniform(-2, 2, (n, 2, h, w)).astype(dtype) if with_field else None
+    out = kernels().warp(x, grid, field)
+    assert out.dtype == dtype and out.shape == shape
+    np.testing.assert_allclose(out, _naive_warp(x, grid, field), **TOL[dtype])
+
+
+def test_warp_by_the_identity_grid_is_the_identity(backend):
+    x = np.random.default_rng(0).random((2, 3, 5, 6))
+    identity = np.broadcast_to(np.array([[1.0, 0, 0], [0, 1, 0]]), (2, 2, 3)).copy()
+    np.testing.assert_array_equal(kernels().warp(x, identity, None), x)
+    shift = np.zeros((2, 2, 5, 6))
+    shift[:, 1] = 1.0  # every point one pixel right: the image moves left, zero-filled
+    expected = np.zeros_like(x)
+    expected[..., :-1] = x[..., 1:]
+    np.testing.assert_array_equal(kernels().warp(x, identity, shift), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,sigma", [((1, 1, 1), 0.5), ((2, 5, 7), 1.0), ((3, 12, 9), 2.0),
                                           ((1, 6, 6), 4.0)], ids=str)
 def test_separable_blur_matches_a_direct_2d_convolution(backend, shape, sigma, dtype):
@@ -99,17 +140,18 @@ def test_whole_pixel_shift_moves_the_image(backend):
     np.testing.assert_array_equal(out, expected)
 
 
-def test_rotation_by_a_right_angle_is_rot90():
-    """source_points of a 90-degree rotation read the image rotated (square image)."""
+def test_rotation_by_a_right_angle_is_rot90(backend):
+    """The grid of a 90-degree rotation reads the image rotated (square image)."""
     draws = iter([np.array([90.0]), np.array([1.0]), np.zeros((2, 1))])  # angle, zoom, shift
 
     class Fixed:
         def uniform(self, low, high, size):
             return next(draws)
 
-    src_y, src_x = Augment(rotation=90.0).source_points((1, 1, 5, 5), np.dtype(np.float64), Fixed())
+    grid, field = Augment(rotation=90.0).draw((1, 1, 5, 5), np.dtype(np.float64), Fixed())
+    assert field is None
     x = np.random.default_rng(0).random((1, 1, 5, 5))
-    out = kernels("numpy").bilinear_sample(x, src_y, src_x)
+    out = kernels().warp(x, grid, field)
     np.testing.assert_allclose(out[0, 0], np.rot90(x[0, 0], k=-1), atol=1e-12)
 
 
@@ -135,9 +177,9 @@ def test_elastic_distortion_moves_pixels_smoothly():
     """Simard's field: neighbouring pixels move alike, the mean displacement is
     about a pixel for alpha=34, sigma=4."""
     aug = Augment(elastic_alpha=34.0, elastic_sigma=4.0)
-    src_y, src_x = aug.source_points((20, 1, 28, 28), np.dtype(np.float64), np.random.default_rng(0))
-    dy = src_y - np.arange(28.0)[None, :, None]
-    dx = src_x - np.arange(28.0)[None, None, :]
+    grid, field = aug.draw((20, 1, 28, 28), np.dtype(np.float64), np.random.default_rng(0))
+    np.testing.assert_array_equal(grid, np.broadcast_to([[1.0, 0, 0], [0, 1, 0]], (20, 2, 3)))
+    dy, dx = field[:, 0], field[:, 1]
     magnitude = np.hypot(dy, dx)
     assert 0.3 < magnitude.mean() < 3.0
     # smooth: the step between neighbours is a small part of the displacement itself

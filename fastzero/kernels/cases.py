@@ -354,6 +354,17 @@ def _bilinear_sample(k, dims, dtype, rng):
     return rng.random((n, c, h, w)).astype(dtype), src_y, src_x
 
 
+def _warp(k, dims, dtype, rng):
+    n, c, h, w = dims
+    angle, zoom = rng.uniform(-0.2, 0.2, n), rng.uniform(0.9, 1.1, n)
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+    shift = rng.uniform(-2, 2, (2, n))
+    grid = np.stack([np.stack([cos, -sin, shift[0]], axis=1),
+                     np.stack([sin, cos, shift[1]], axis=1)], axis=1)  # (N, 2, 3)
+    field = rng.uniform(-1.5, 1.5, (n, 2, h, w))
+    return rng.random((n, c, h, w)).astype(dtype), grid.astype(dtype), field.astype(dtype)
+
+
 #: optimizer kernel -> (state arrays it keeps, hyper-parameters after them)
 OPTIMIZERS: dict[str, tuple[int, tuple[float, ...]]] = {
     "sgd_update": (0, (0.01,)),
@@ -404,6 +415,7 @@ def _entries() -> dict[str, KernelCase]:
         ("dropout_backward", "dropout", ARRAY, _dropout_backward, ()),
         ("separable_blur", "augment", BLUR, _separable_blur, ()),
         ("bilinear_sample", "augment", WARP, _bilinear_sample, ()),
+        ("warp", "augment", WARP, _warp, ()),
     ]
     # in place: the parameter (0) and the state arrays after the gradient (2, ...)
     table += [(name, "optim", PARAM, _optimizer(name), (0, *range(2, 2 + OPTIMIZERS[name][0])))

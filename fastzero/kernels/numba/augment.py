@@ -1,4 +1,5 @@
-"""Image warping for data augmentation: a separable blur and bilinear resampling.
+"""Image warping for data augmentation: a separable blur, bilinear resampling at
+given points, and the warp of images by an affine map plus a displacement field.
 
 Both kernels split the batch among the threads: each thread owns whole
 samples of the output, so nothing is shared and the result does not depend
@@ -13,30 +14,32 @@ from fastzero.kernels.numba._parallel import spans
 
 
 @jit
-def _blur_body(field, taps, padded_rows, padded_cols, along_h, out):
-    """Blur along H, transpose, blur along H again (the former W), transpose back.
+def _blur_body(field, taps, wide_rows, tall_rows, along_w, out):
+    """Blur along W, then along H: each pass one contiguous shifted sum over a
+    whole plane (:func:`_shifted_sum`), no transposes.
 
-    A plane sits in ``padded_rows`` (H + 2r rows of W, zero rows above and
-    below), so the blur along H is one contiguous loop over the whole plane
-    per tap (:func:`_shifted_sum`); its transpose goes into ``padded_cols``
-    (W + 2r rows of H) for the second pass.
+    Along W, the rows of a plane sit in ``wide_rows`` one after another with
+    ``r`` zeros before each and after the last (rows of W + r), so a shift of
+    the flat buffer by one element shifts every row at once and a window never
+    reaches the next row; the sums that land on the zeros are not read. Along
+    H, the rows of that result sit in ``tall_rows`` (H + 2r rows of W, zero
+    rows above and below), where a shift by W moves the plane by one row; that
+    sum is the output plane.
     """
     n, h, w = field.shape
     r = taps.size // 2
+    wide = w + r
     for s in range(n):
-        plane = padded_rows[r * w:(r + h) * w]
         for i in range(h):
+            row, src = wide_rows[r + i * wide:r + i * wide + w], field[s, i]
             for j in range(w):
-                plane[i * w + j] = field[s, i, j]
-        _shifted_sum(padded_rows, taps, w, along_h)
-        turned = padded_cols[r * h:(r + w) * h]
+                row[j] = src[j]
+        _shifted_sum(wide_rows, taps, 1, along_w)
         for i in range(h):
+            row, src = tall_rows[(r + i) * w:(r + i + 1) * w], along_w[i * wide:i * wide + w]
             for j in range(w):
-                turned[j * h + i] = along_h[i * w + j]
-        _shifted_sum(padded_cols, taps, h, along_h)
-        for i in range(h):
-            for j in range(w):
-                out[s, i, j] = along_h[j * h + i]
+                row[j] = src[j]
+        _shifted_sum(tall_rows, taps, w, out[s].reshape(h * w))
 
 
 @jit
@@ -71,10 +74,10 @@ def _blur_span(lo, hi, field, taps, out):
     field, out = field[lo:hi], out[lo:hi]
     h, w = field.shape[1], field.shape[2]
     r = taps.size // 2
-    padded_rows = np.zeros((h + 2 * r) * w, field.dtype)
-    padded_cols = np.zeros((w + 2 * r) * h, field.dtype)
-    along_h = np.empty(h * w, field.dtype)
-    _blur_body(field, taps, padded_rows, padded_cols, along_h, out)
+    wide_rows = np.zeros(r + h * (w + r), field.dtype)
+    tall_rows = np.zeros((h + 2 * r) * w, field.dtype)
+    along_w = np.empty((h - 1) * (w + r) + w, field.dtype)
+    _blur_body(field, taps, wide_rows, tall_rows, along_w, out)
 
 
 _separable_blur = spans(_blur_span, "field.shape[0]",
@@ -90,35 +93,53 @@ def separable_blur(field: np.ndarray, taps: np.ndarray) -> np.ndarray:
 
 
 @jit
+def _pad_images(x, padded):
+    """The C planes of one sample ``x`` (C, H, W) into ``padded``: flat planes of
+    (H + 2) x (W + 2) whose one-pixel border stays zero."""
+    c, h, w = x.shape
+    wide = w + 2
+    plane = (h + 2) * wide
+    for ch in range(c):
+        for i in range(h):
+            for j in range(w):
+                padded[ch * plane + (i + 1) * wide + j + 1] = x[ch, i, j]
+
+
+@jit
+def _read_bilinear(image, wide, sy, sx, low, height, width):
+    """A zero-bordered flat plane (rows of ``wide``) read at ``(sy, sx)`` in the
+    unpadded image's coordinates; zero unless a corner lies in the image.
+
+    A point outside reads the border and is zeroed by a select, so a loop over
+    a row of points has no branch. ``low, height, width`` are -1, H and W in
+    the image's dtype (no widening).
+    """
+    zero, one = image.dtype.type(0), image.dtype.type(1)
+    fy, fx = np.floor(sy), np.floor(sx)
+    inside = (fy >= low) & (fy < height) & (fx >= low) & (fx < width)  # NaN: no
+    wy, wx = sy - fy, sx - fx
+    at = (int(fy) + 1) * wide + int(fx) + 1 if inside else 0
+    top = (one - wx) * image[at] + wx * image[at + 1]
+    bottom = (one - wx) * image[at + wide] + wx * image[at + wide + 1]
+    value = (one - wy) * top + wy * bottom
+    return value if inside else zero
+
+
+@jit
 def _sample_body(x, src_y, src_x, padded, out):
-    """Each sample copied into ``padded`` (C planes of (H + 2) x (W + 2), flat, zero
-    border of one pixel): every point with a corner in the image reads its four
-    corners there, the others read the border and are zeroed by a select, so the
-    loop over a row has no branch."""
+    """Each sample's planes padded (:func:`_pad_images`), then read at its points."""
     n, c, h, w = x.shape
     wide = w + 2
     plane = (h + 2) * wide
-    zero, one = x.dtype.type(0), x.dtype.type(1)
-    low, height, width = x.dtype.type(-1), x.dtype.type(h), x.dtype.type(w)  # no widening
+    low, height, width = x.dtype.type(-1), x.dtype.type(h), x.dtype.type(w)
     for s in range(n):
-        for ch in range(c):
-            for i in range(h):
-                for j in range(w):
-                    padded[ch * plane + (i + 1) * wide + j + 1] = x[s, ch, i, j]
+        _pad_images(x[s], padded)
         for ch in range(c):
             image = padded[ch * plane:(ch + 1) * plane]
             for i in range(out.shape[2]):
                 row_y, row_x, dst = src_y[s, i], src_x[s, i], out[s, ch, i]
                 for j in range(out.shape[3]):
-                    sy, sx = row_y[j], row_x[j]
-                    fy, fx = np.floor(sy), np.floor(sx)
-                    inside = (fy >= low) & (fy < height) & (fx >= low) & (fx < width)  # NaN: no
-                    wy, wx = sy - fy, sx - fx
-                    at = (int(fy) + 1) * wide + int(fx) + 1 if inside else 0
-                    top = (one - wx) * image[at] + wx * image[at + 1]
-                    bottom = (one - wx) * image[at + wide] + wx * image[at + wide + 1]
-                    value = (one - wy) * top + wy * bottom
-                    dst[j] = value if inside else zero
+                    dst[j] = _read_bilinear(image, wide, row_y[j], row_x[j], low, height, width)
 
 
 @jit
@@ -141,4 +162,56 @@ def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.n
     """
     out = np.empty((x.shape[0], x.shape[1], *src_y.shape[1:]), dtype=x.dtype)
     _bilinear_sample(x, src_y, src_x, out)
+    return out
+
+
+@jit
+def _warp_body(x, grid, field, has_field, padded, out):
+    """Each sample's planes padded, then every output pixel ``(i, j)`` read at
+    ``grid[s] @ (i, j, 1)`` (plus ``field[s, :, i, j]``), the point computed in
+    the loop, in the image's dtype, in the reference's order."""
+    n, c, h, w = x.shape
+    wide = w + 2
+    plane = (h + 2) * wide
+    real = x.dtype.type
+    low, height, width = real(-1), real(h), real(w)
+    for s in range(n):
+        _pad_images(x[s], padded)
+        yi, yj, y0 = grid[s, 0, 0], grid[s, 0, 1], grid[s, 0, 2]
+        xi, xj, x0 = grid[s, 1, 0], grid[s, 1, 1], grid[s, 1, 2]
+        for ch in range(c):
+            image = padded[ch * plane:(ch + 1) * plane]
+            for i in range(h):
+                row_y, row_x, dst = yi * real(i) + y0, xi * real(i) + x0, out[s, ch, i]
+                for j in range(w):
+                    sy, sx = row_y + yj * real(j), row_x + xj * real(j)
+                    if has_field:
+                        sy += field[s, 0, i, j]
+                        sx += field[s, 1, i, j]
+                    dst[j] = _read_bilinear(image, wide, sy, sx, low, height, width)
+
+
+@jit
+def _warp_span(lo, hi, x, grid, field, has_field, out):
+    """Samples ``lo:hi``, with their own padded image (zero border set once)."""
+    x, grid, field, out = x[lo:hi], grid[lo:hi], field[lo:hi], out[lo:hi]  # no field: stays empty
+    padded = np.zeros(x.shape[1] * (x.shape[2] + 2) * (x.shape[3] + 2), x.dtype)
+    _warp_body(x, grid, field, has_field, padded, out)
+
+
+_warp = spans(_warp_span, "x.shape[0]", "x.shape[1] * x.shape[2] * x.shape[3] * 20")
+
+
+def warp(x: np.ndarray, grid: np.ndarray, field: np.ndarray | None) -> np.ndarray:
+    """``out[n, c, i, j]`` = ``x[n, c]`` read by bilinear interpolation, zero outside,
+    at the point ``grid[n] @ (i, j, 1)`` plus ``field[n, :, i, j]``.
+
+    x (N, C, H, W); grid (N, 2, 3), rows y and x, in x's dtype; field (N, 2, H, W)
+    in x's dtype, or None for none; out (N, C, H, W).
+    """
+    out = np.empty_like(x)
+    if field is None:
+        _warp(x, grid, np.zeros((0, 2, 0, 0), x.dtype), False, out)
+    else:
+        _warp(x, grid, field, True, out)
     return out

@@ -1,4 +1,5 @@
-"""Image warping for data augmentation: a separable blur and bilinear resampling."""
+"""Image warping for data augmentation: a separable blur, bilinear resampling at
+given points, and the warp of images by an affine map plus a displacement field."""
 from __future__ import annotations
 
 import numpy as np
@@ -43,3 +44,22 @@ def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.n
         values = x[batch, :, np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]  # (N, H, W, C)
         out += np.moveaxis(np.where(valid[..., None], values, 0) * weight[..., None], -1, 1)
     return out
+
+
+def warp(x: np.ndarray, grid: np.ndarray, field: np.ndarray | None) -> np.ndarray:
+    """``out[n, c, i, j]`` = ``x[n, c]`` read by bilinear interpolation, zero outside,
+    at the point ``grid[n] @ (i, j, 1)`` plus ``field[n, :, i, j]``.
+
+    x (N, C, H, W); grid (N, 2, 3), rows y and x, in x's dtype; field (N, 2, H, W)
+    in x's dtype, or None for none; out (N, C, H, W).
+    """
+    n, c, h, w = x.shape
+    i = np.arange(h, dtype=x.dtype)[None, :, None]
+    j = np.arange(w, dtype=x.dtype)[None, None, :]
+    g = grid[:, :, :, None, None]
+    src_y = (g[:, 0, 0] * i + g[:, 0, 2]) + g[:, 0, 1] * j  # (N, H, W)
+    src_x = (g[:, 1, 0] * i + g[:, 1, 2]) + g[:, 1, 1] * j
+    if field is not None:
+        src_y += field[:, 0]
+        src_x += field[:, 1]
+    return bilinear_sample(x, src_y, src_x)
