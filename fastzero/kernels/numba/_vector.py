@@ -7,11 +7,10 @@ convolution's inner loop. These building blocks are written with
 ``L`` lanes filling 64 bytes (16 float32 or 8 float64, one zmm register).
 On a CPU without AVX-512 LLVM splits each vector into two (AVX2) or four
 (SSE) registers, with the same arithmetic in the same order, but the
-tiles' accumulators no longer fit in registers (conv2 forward compiled for
-Haswell: 11.6 ms against 2.5), and without FMA instructions
-(``NUMBA_CPU_NAME=generic``) ``llvm.fma`` becomes a library call per
-element (131 ms). :func:`vector_target` tells callers to take their
-BLAS path then.
+tiles' accumulators no longer fit in registers and the tiles run several
+times slower than BLAS; without FMA instructions (``NUMBA_CPU_NAME=generic``)
+``llvm.fma`` becomes a library call per element, slower still.
+:func:`vector_target` tells callers to take their BLAS path then.
 
 Both tiles work on *flat* arrays along a "pixel" axis ``q``, where a
 channel's image (or a block of images) lies contiguously, one padded row
