@@ -6,7 +6,7 @@ images against one SimpleConvNet and one DeepConvNet step (gradient + Adam), flo
 Everything is interleaved round by round in one process; at 1 thread the clock is the
 calling thread's CPU time (steady on a shared machine), otherwise wall time. Prints
 medians and the augmentation's cost as a percentage of each step; ``--parts`` also times
-the pieces of the elastic preset (noise, blur, warp).
+the pieces of the elastic preset (the random draws, the warp with and without the field).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def measure(rounds: int = 41, threads: int = 1, dtype: str = "float32",
     ``parts``; without DeepConvNet unless ``deep``), interleaved over ``rounds`` rounds."""
     import fastzero
     from fastzero import _backend
-    from fastzero.augment import PRESETS, _uniform_noise, gaussian_taps
+    from fastzero.augment import PRESETS, gaussian_taps
     from fastzero.nets import DeepConvNet, SimpleConvNet
     from fastzero.optimizer import Adam
 
@@ -51,13 +51,10 @@ def measure(rounds: int = 41, threads: int = 1, dtype: str = "float32",
         k = _backend.kernels()
         elastic = PRESETS["elastic"]
         taps = gaussian_taps(elastic.elastic_sigma, dt)
-        noise = rng.random((2 * BATCH, 28, 28), dtype=dt)
-        grid, field = elastic.draw(x.shape, dt, rng)
-        jobs["  elastic: draw (noise, blur, grid)"] = lambda: elastic.draw(x.shape, dt, rng)
-        jobs["  elastic: noise draw"] = lambda: _uniform_noise(rng, noise.shape, dt,
-                                                               elastic.elastic_alpha)
-        jobs["  elastic: blur of both fields"] = lambda: k.separable_blur(noise, taps)
-        jobs["  elastic: warp"] = lambda: k.warp(x, grid, field)
+        grid, noise = elastic.draw(x.shape, dt, rng)
+        jobs["  elastic: draw (grid, noise)"] = lambda: elastic.draw(x.shape, dt, rng)
+        jobs["  elastic: warp (blur, resample)"] = lambda: k.warp(x, grid, noise, taps)
+        jobs["  affine: warp"] = lambda: k.warp(x, grid, None, None)
     for job in jobs.values():  # compile, warm caches
         job()
     times = {name: [] for name in jobs}

@@ -42,7 +42,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "loss": ("softmax", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"),
     "norm": ("batchnorm_forward_train", "batchnorm_forward_infer", "batchnorm_backward"),
     "dropout": ("dropout_forward", "dropout_backward"),
-    "augment": ("separable_blur", "bilinear_sample", "warp"),
+    "augment": ("bilinear_sample", "warp"),
     "optim": (
         "sgd_update",
         "momentum_update",

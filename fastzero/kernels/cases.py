@@ -179,14 +179,6 @@ NORM = Shapes(
     },
 )
 
-#: (N, H, W, r): planes and a blur of 2r+1 taps
-BLUR = Shapes(
-    doc="(N, H, W, r)",
-    tiny=((1, 5, 7, 1), (2, 4, 9, 3), (3, 28, 28, 12)),
-    parallel=((8, 28, 28, 12),),
-    book={"MNIST.elastic": (BATCH, 28, 28, 8)},  # Augment's elastic_sigma 4: r = 8
-)
-
 #: (N, C, H, W): images resampled at displaced points
 WARP = Shapes(
     doc="(N, C, H, W)",
@@ -339,12 +331,6 @@ def _dropout_backward(k, shape, dtype, rng):
     return dout, k.dropout_forward(x, rand, ratio)[1]
 
 
-def _separable_blur(k, dims, dtype, rng):
-    n, h, w, r = dims
-    taps = np.exp(-0.5 * (np.arange(-r, r + 1) / max(r / 3, 0.5)) ** 2)
-    return _normal(rng, (n, h, w), dtype), (taps / taps.sum()).astype(dtype)
-
-
 def _bilinear_sample(k, dims, dtype, rng):
     n, c, h, w = dims
     ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
@@ -361,8 +347,11 @@ def _warp(k, dims, dtype, rng):
     shift = rng.uniform(-2, 2, (2, n))
     grid = np.stack([np.stack([cos, -sin, shift[0]], axis=1),
                      np.stack([sin, cos, shift[1]], axis=1)], axis=1)  # (N, 2, 3)
-    field = rng.uniform(-1.5, 1.5, (n, 2, h, w))
-    return rng.random((n, c, h, w)).astype(dtype), grid.astype(dtype), field.astype(dtype)
+    noise = rng.uniform(-8, 8, (n, 2, h, w))  # blurred: displacements of about a pixel
+    sigma = 4.0 if min(h, w) >= 28 else 1.0  # Augment's elastic preset; fewer taps on tiny images
+    taps = np.exp(-0.5 * (np.arange(-2 * sigma, 2 * sigma + 1) / sigma) ** 2)
+    return (rng.random((n, c, h, w)).astype(dtype), grid.astype(dtype), noise.astype(dtype),
+            (taps / taps.sum()).astype(dtype))
 
 
 #: optimizer kernel -> (state arrays it keeps, hyper-parameters after them)
@@ -413,7 +402,6 @@ def _entries() -> dict[str, KernelCase]:
         ("batchnorm_backward", "norm", NORM, _bn_backward, ()),
         ("dropout_forward", "dropout", ARRAY, _dropout_forward, ()),
         ("dropout_backward", "dropout", ARRAY, _dropout_backward, ()),
-        ("separable_blur", "augment", BLUR, _separable_blur, ()),
         ("bilinear_sample", "augment", WARP, _bilinear_sample, ()),
         ("warp", "augment", WARP, _warp, ()),
     ]

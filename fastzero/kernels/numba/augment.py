@@ -1,5 +1,5 @@
-"""Image warping for data augmentation: a separable blur, bilinear resampling at
-given points, and the warp of images by an affine map plus a displacement field.
+"""Image warping for data augmentation: the warp of images by an affine map plus a
+displacement field of blurred noise, and bilinear resampling at given points.
 
 Both kernels split the batch among the threads: each thread owns whole
 samples of the output, so nothing is shared and the result does not depend
@@ -14,32 +14,30 @@ from fastzero.kernels.numba._parallel import spans
 
 
 @jit
-def _blur_body(field, taps, wide_rows, tall_rows, along_w, out):
-    """Blur along W, then along H: each pass one contiguous shifted sum over a
-    whole plane (:func:`_shifted_sum`), no transposes.
+def _blur_plane(plane, taps, wide_rows, tall_rows, along_w, out):
+    """``plane`` (H, W) blurred by ``taps`` along W, then along H, into ``out`` (H, W):
+    each pass one contiguous shifted sum over the whole plane (:func:`_shifted_sum`).
 
-    Along W, the rows of a plane sit in ``wide_rows`` one after another with
-    ``r`` zeros before each and after the last (rows of W + r), so a shift of
-    the flat buffer by one element shifts every row at once and a window never
-    reaches the next row; the sums that land on the zeros are not read. Along
-    H, the rows of that result sit in ``tall_rows`` (H + 2r rows of W, zero
-    rows above and below), where a shift by W moves the plane by one row; that
-    sum is the output plane.
+    Along W, the rows sit in ``wide_rows`` one after another with ``r`` zeros
+    before each and after the last (rows of W + r), so a shift of the flat
+    buffer by one element shifts every row at once and a window never reaches
+    the next row; the sums that land on the zeros are not read. Along H, the
+    rows of that result sit in ``tall_rows`` (H + 2r rows of W, zero rows above
+    and below), where a shift by W moves the plane by one row.
     """
-    n, h, w = field.shape
+    h, w = plane.shape
     r = taps.size // 2
     wide = w + r
-    for s in range(n):
-        for i in range(h):
-            row, src = wide_rows[r + i * wide:r + i * wide + w], field[s, i]
-            for j in range(w):
-                row[j] = src[j]
-        _shifted_sum(wide_rows, taps, 1, along_w)
-        for i in range(h):
-            row, src = tall_rows[(r + i) * w:(r + i + 1) * w], along_w[i * wide:i * wide + w]
-            for j in range(w):
-                row[j] = src[j]
-        _shifted_sum(tall_rows, taps, w, out[s].reshape(h * w))
+    for i in range(h):
+        row, src = wide_rows[r + i * wide:r + i * wide + w], plane[i]
+        for j in range(w):
+            row[j] = src[j]
+    _shifted_sum(wide_rows, taps, 1, along_w)
+    for i in range(h):
+        row, src = tall_rows[(r + i) * w:(r + i + 1) * w], along_w[i * wide:i * wide + w]
+        for j in range(w):
+            row[j] = src[j]
+    _shifted_sum(tall_rows, taps, w, out.reshape(h * w))
 
 
 @jit
@@ -66,30 +64,6 @@ def _shifted_sum(src, taps, step, dst):
         tap = taps[k]
         for m in range(length):
             dst[m] += tap * shifted[m]
-
-
-@jit
-def _blur_span(lo, hi, field, taps, out):
-    """Samples ``lo:hi``, with their own flat buffers (zero borders set once)."""
-    field, out = field[lo:hi], out[lo:hi]
-    h, w = field.shape[1], field.shape[2]
-    r = taps.size // 2
-    wide_rows = np.zeros(r + h * (w + r), field.dtype)
-    tall_rows = np.zeros((h + 2 * r) * w, field.dtype)
-    along_w = np.empty((h - 1) * (w + r) + w, field.dtype)
-    _blur_body(field, taps, wide_rows, tall_rows, along_w, out)
-
-
-_separable_blur = spans(_blur_span, "field.shape[0]",
-                        "field.shape[1] * field.shape[2] * taps.size * 2")
-
-
-def separable_blur(field: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Every (H, W) plane of ``field`` (N, H, W) convolved with ``taps`` (2r+1,)
-    along W, then along H; zero outside the plane."""
-    out = np.empty_like(field)
-    _separable_blur(field, taps, out)
-    return out
 
 
 @jit
@@ -166,9 +140,9 @@ def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.n
 
 
 @jit
-def _warp_body(x, grid, field, has_field, padded, ats, wys, wxs, oks, out):
-    """Each sample's planes padded, then every output pixel ``(i, j)`` read at
-    ``grid[s] @ (i, j, 1)`` (plus ``field[s, :, i, j]``).
+def _warp_sample(padded, g, field, has_field, ats, wys, wxs, oks, out):
+    """One sample: its planes, already in ``padded``, read at every output pixel
+    ``(i, j)``'s point ``g @ (i, j, 1)`` (plus ``field[:, i, j]``) into ``out`` (C, H, W).
 
     A row of points is worked out first, in the image's dtype and in the
     reference's order: the flat index ``ats`` of each point's top-left corner
@@ -176,63 +150,77 @@ def _warp_body(x, grid, field, has_field, padded, ats, wys, wxs, oks, out):
     image at all (``oks``); that loop has no loads that depend on the data, so
     LLVM vectorises it. A second loop per channel reads the four corners.
     """
-    n, c, h, w = x.shape
+    c, h, w = out.shape
     wide = w + 2
     plane = (h + 2) * wide
-    real = x.dtype.type
+    real = out.dtype.type
     low, height, width = real(-1), real(h), real(w)
     zero, one = real(0), real(1)
-    for s in range(n):
-        _pad_images(x[s], padded)
-        yi, yj, y0 = grid[s, 0, 0], grid[s, 0, 1], grid[s, 0, 2]
-        xi, xj, x0 = grid[s, 1, 0], grid[s, 1, 1], grid[s, 1, 2]
-        for i in range(h):
-            row_y, row_x = yi * real(i) + y0, xi * real(i) + x0
+    yi, yj, y0 = g[0, 0], g[0, 1], g[0, 2]
+    xi, xj, x0 = g[1, 0], g[1, 1], g[1, 2]
+    for i in range(h):
+        row_y, row_x = yi * real(i) + y0, xi * real(i) + x0
+        for j in range(w):
+            sy, sx = row_y + yj * real(j), row_x + xj * real(j)
+            if has_field:
+                sy += field[0, i, j]
+                sx += field[1, i, j]
+            fy, fx = np.floor(sy), np.floor(sx)
+            inside = (fy >= low) & (fy < height) & (fx >= low) & (fx < width)  # NaN: no
+            ats[j] = (int(fy) + 1) * wide + int(fx) + 1 if inside else 0
+            wys[j] = sy - fy if inside else zero
+            wxs[j] = sx - fx if inside else zero
+            oks[j] = inside
+        for ch in range(c):
+            image, dst = padded[ch * plane:(ch + 1) * plane], out[ch, i]
             for j in range(w):
-                sy, sx = row_y + yj * real(j), row_x + xj * real(j)
-                if has_field:
-                    sy += field[s, 0, i, j]
-                    sx += field[s, 1, i, j]
-                fy, fx = np.floor(sy), np.floor(sx)
-                inside = (fy >= low) & (fy < height) & (fx >= low) & (fx < width)  # NaN: no
-                ats[j] = (int(fy) + 1) * wide + int(fx) + 1 if inside else 0
-                wys[j] = sy - fy if inside else zero
-                wxs[j] = sx - fx if inside else zero
-                oks[j] = inside
-            for ch in range(c):
-                image, dst = padded[ch * plane:(ch + 1) * plane], out[s, ch, i]
-                for j in range(w):
-                    at, wy, wx = ats[j], wys[j], wxs[j]
-                    top = (one - wx) * image[at] + wx * image[at + 1]
-                    bottom = (one - wx) * image[at + wide] + wx * image[at + wide + 1]
-                    value = (one - wy) * top + wy * bottom
-                    dst[j] = value if oks[j] else zero
+                at, wy, wx = ats[j], wys[j], wxs[j]
+                top = (one - wx) * image[at] + wx * image[at + 1]
+                bottom = (one - wx) * image[at + wide] + wx * image[at + wide + 1]
+                value = (one - wy) * top + wy * bottom
+                dst[j] = value if oks[j] else zero
 
 
 @jit
-def _warp_span(lo, hi, x, grid, field, has_field, out):
-    """Samples ``lo:hi``, with their own padded image (zero border set once) and row buffers."""
-    x, grid, field, out = x[lo:hi], grid[lo:hi], field[lo:hi], out[lo:hi]  # no field: stays empty
-    w = x.shape[3]
-    padded = np.zeros(x.shape[1] * (x.shape[2] + 2) * (w + 2), x.dtype)
+def _warp_span(lo, hi, x, grid, noise, taps, has_field, out):
+    """Samples ``lo:hi``: each one's two noise planes blurred into its field
+    (:func:`_blur_plane`), its image padded, then warped (:func:`_warp_sample`);
+    the span's buffers are allocated once, their zero borders set once."""
+    x, grid, noise, out = x[lo:hi], grid[lo:hi], noise[lo:hi], out[lo:hi]  # no field: stays empty
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    r = taps.size // 2
+    padded = np.zeros(c * (h + 2) * (w + 2), x.dtype)
     ats, oks = np.zeros(w, np.int64), np.zeros(w, np.bool_)
     wys, wxs = np.zeros(w, x.dtype), np.zeros(w, x.dtype)
-    _warp_body(x, grid, field, has_field, padded, ats, wys, wxs, oks, out)
+    field = np.zeros((2, h, w) if has_field else (2, 0, 0), x.dtype)
+    wide_rows = np.zeros(r + h * (w + r), x.dtype)
+    tall_rows = np.zeros((h + 2 * r) * w, x.dtype)
+    along_w = np.empty((h - 1) * (w + r) + w, x.dtype)
+    for s in range(x.shape[0]):
+        if has_field:
+            for axis in range(2):
+                _blur_plane(noise[s, axis], taps, wide_rows, tall_rows, along_w, field[axis])
+        _pad_images(x[s], padded)
+        _warp_sample(padded, grid[s], field, has_field, ats, wys, wxs, oks, out[s])
 
 
-_warp = spans(_warp_span, "x.shape[0]", "x.shape[1] * x.shape[2] * x.shape[3] * 20")
+_warp = spans(_warp_span, "x.shape[0]",
+               "x.shape[1] * x.shape[2] * x.shape[3] * 20 + noise.shape[2] * noise.shape[3] * taps.size * 4")
 
 
-def warp(x: np.ndarray, grid: np.ndarray, field: np.ndarray | None) -> np.ndarray:
+def warp(x: np.ndarray, grid: np.ndarray, noise: np.ndarray | None,
+         taps: np.ndarray | None) -> np.ndarray:
     """``out[n, c, i, j]`` = ``x[n, c]`` read by bilinear interpolation, zero outside,
-    at the point ``grid[n] @ (i, j, 1)`` plus ``field[n, :, i, j]``.
+    at the point ``grid[n] @ (i, j, 1)`` plus ``field[n, :, i, j]``, where the
+    displacement ``field[n, a]`` is ``noise[n, a]`` convolved with ``taps`` along W,
+    then along H, zero outside the plane.
 
-    x (N, C, H, W); grid (N, 2, 3), rows y and x, in x's dtype; field (N, 2, H, W)
-    in x's dtype, or None for none; out (N, C, H, W).
+    x (N, C, H, W); grid (N, 2, 3), rows y and x; noise (N, 2, H, W); taps (2r+1,);
+    all in x's dtype; noise and taps None for no field. out (N, C, H, W).
     """
     out = np.empty_like(x)
-    if field is None:
-        _warp(x, grid, np.zeros((0, 2, 0, 0), x.dtype), False, out)
+    if noise is None:
+        _warp(x, grid, np.zeros((0, 2, 0, 0), x.dtype), np.ones(1, x.dtype), False, out)
     else:
-        _warp(x, grid, field, True, out)
+        _warp(x, grid, noise, taps, True, out)
     return out

@@ -1,23 +1,23 @@
-"""Image warping for data augmentation: a separable blur, bilinear resampling at
-given points, and the warp of images by an affine map plus a displacement field."""
+"""Image warping for data augmentation: the warp of images by an affine map plus a
+displacement field of blurred noise, and bilinear resampling at given points."""
 from __future__ import annotations
 
 import numpy as np
 
 
-def separable_blur(field: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Every (H, W) plane of ``field`` (N, H, W) convolved with ``taps`` (2r+1,)
+def _blur(field: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Every (H, W) plane of ``field`` (..., H, W) convolved with ``taps`` (2r+1,)
     along W, then along H; zero outside the plane."""
-    n, h, w = field.shape
+    h, w = field.shape[-2:]
     r = taps.size // 2
-    padded = np.pad(field, ((0, 0), (0, 0), (r, r)))
+    padded = np.pad(field, [(0, 0)] * (field.ndim - 1) + [(r, r)])
     rows = np.zeros_like(field)
     for k in range(taps.size):
-        rows += taps[k] * padded[:, :, k:k + w]
-    padded = np.pad(rows, ((0, 0), (r, r), (0, 0)))
+        rows += taps[k] * padded[..., k:k + w]
+    padded = np.pad(rows, [(0, 0)] * (field.ndim - 2) + [(r, r), (0, 0)])
     out = np.zeros_like(field)
     for k in range(taps.size):
-        out += taps[k] * padded[:, k:k + h, :]
+        out += taps[k] * padded[..., k:k + h, :]
     return out
 
 
@@ -46,12 +46,15 @@ def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.n
     return out
 
 
-def warp(x: np.ndarray, grid: np.ndarray, field: np.ndarray | None) -> np.ndarray:
+def warp(x: np.ndarray, grid: np.ndarray, noise: np.ndarray | None,
+         taps: np.ndarray | None) -> np.ndarray:
     """``out[n, c, i, j]`` = ``x[n, c]`` read by bilinear interpolation, zero outside,
-    at the point ``grid[n] @ (i, j, 1)`` plus ``field[n, :, i, j]``.
+    at the point ``grid[n] @ (i, j, 1)`` plus ``field[n, :, i, j]``, where the
+    displacement ``field[n, a]`` is ``noise[n, a]`` convolved with ``taps`` along W,
+    then along H, zero outside the plane.
 
-    x (N, C, H, W); grid (N, 2, 3), rows y and x, in x's dtype; field (N, 2, H, W)
-    in x's dtype, or None for none; out (N, C, H, W).
+    x (N, C, H, W); grid (N, 2, 3), rows y and x; noise (N, 2, H, W); taps (2r+1,);
+    all in x's dtype; noise and taps None for no field. out (N, C, H, W).
     """
     n, c, h, w = x.shape
     i = np.arange(h, dtype=x.dtype)[None, :, None]
@@ -59,7 +62,8 @@ def warp(x: np.ndarray, grid: np.ndarray, field: np.ndarray | None) -> np.ndarra
     g = grid[:, :, :, None, None]
     src_y = (g[:, 0, 0] * i + g[:, 0, 2]) + g[:, 0, 1] * j  # (N, H, W)
     src_x = (g[:, 1, 0] * i + g[:, 1, 2]) + g[:, 1, 1] * j
-    if field is not None:
+    if noise is not None:
+        field = _blur(noise, taps)
         src_y += field[:, 0]
         src_x += field[:, 1]
     return bilinear_sample(x, src_y, src_x)
