@@ -129,11 +129,8 @@ _bilinear_sample = spans(_sample_span, "x.shape[0]",
 
 
 def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.ndarray:
-    """``out[n, c, i, j]`` = ``x[n, c]`` read at the point ``(src_y, src_x)[n, i, j]``
-    by bilinear interpolation, zero outside the image.
-
-    x (N, C, H, W); src_y, src_x (N, Ho, Wo) in x's pixel coordinates; out (N, C, Ho, Wo).
-    """
+    """``x`` (N, C, H, W) read at the points ``src_y``, ``src_x`` (N, Ho, Wo); the
+    contract is on :func:`fastzero.kernels.numpy.augment.bilinear_sample`."""
     out = np.empty((x.shape[0], x.shape[1], *src_y.shape[1:]), dtype=x.dtype)
     _bilinear_sample(x, src_y, src_x, out)
     return out
@@ -210,14 +207,8 @@ _warp = spans(_warp_span, "x.shape[0]",
 
 def warp(x: np.ndarray, grid: np.ndarray, noise: np.ndarray | None,
          taps: np.ndarray | None) -> np.ndarray:
-    """``out[n, c, i, j]`` = ``x[n, c]`` read by bilinear interpolation, zero outside,
-    at the point ``grid[n] @ (i, j, 1)`` plus ``field[n, :, i, j]``, where the
-    displacement ``field[n, a]`` is ``noise[n, a]`` convolved with ``taps`` along W,
-    then along H, zero outside the plane.
-
-    x (N, C, H, W); grid (N, 2, 3), rows y and x; noise (N, 2, H, W); taps (2r+1,);
-    all in x's dtype; noise and taps None for no field. out (N, C, H, W).
-    """
+    """``x`` (N, C, H, W) warped by ``grid`` (N, 2, 3) plus ``noise`` (N, 2, H, W)
+    blurred by ``taps``; the contract is on :func:`fastzero.kernels.numpy.augment.warp`."""
     out = np.empty_like(x)
     if noise is None:
         _warp(x, grid, np.zeros((0, 2, 0, 0), x.dtype), np.ones(1, x.dtype), False, out)
