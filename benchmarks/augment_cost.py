@@ -55,10 +55,11 @@ def measure(rounds: int = 41, threads: int = 1, dtype: str = "float32",
         k = _backend.kernels()
         elastic = PRESETS["elastic"]
         taps = gaussian_taps(elastic.elastic_sigma, dt)
-        grid, noise = elastic.draw(x.shape, dt, rng)
-        jobs["  elastic: draw (grid, noise)"] = lambda: elastic.draw(x.shape, dt, rng)
-        jobs["  elastic: warp (blur, resample)"] = lambda: k.warp(x, grid, noise, taps)
-        jobs["  affine: warp"] = lambda: k.warp(x, grid, None, None)
+        grid, key = elastic.draw(x.shape, dt, rng)
+        alpha = elastic.elastic_alpha
+        jobs["  elastic: draw (grid, key)"] = lambda: elastic.draw(x.shape, dt, rng)
+        jobs["  elastic: warp (noise, blur, resample)"] = lambda: k.warp(x, grid, key, alpha, taps)
+        jobs["  affine: warp"] = lambda: k.warp(x, grid, None, 0.0, None)
     for job in jobs.values():  # compile, warm caches
         job()
     times = {name: [] for name in jobs}

@@ -12,8 +12,13 @@ field of uniform noise in (-1, 1) per pixel and axis, smoothed by a Gaussian
 of standard deviation ``sigma`` (cut at two ``sigma``, :func:`gaussian_taps`)
 and scaled by ``alpha`` pixels.
 
-All random numbers come from the ``numpy.random.Generator`` passed in, so a
-seeded generator gives the same batches on both backends and any thread count.
+All random numbers come from the ``numpy.random.Generator`` passed in: the
+transforms' parameters directly, the elastic noise from one 64-bit key drawn
+from it, which the kernel expands with SplitMix64, a counter per 8 noise
+values (256 levels each: the blur averages a couple of hundred of them into a
+displacement, so finer levels would change nothing). Every sample's noise is
+then computed in parallel, and a seeded generator gives the same batches on
+both backends and any thread count.
 """
 from __future__ import annotations
 
@@ -72,19 +77,19 @@ class Augment:
         if not (isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype in (np.float32, np.float64)):
             got = f"{x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
             raise ValueError(f"Augment: expected a float32 or float64 batch (N, C, H, W), got {got}")
-        grid, noise = self.draw(x.shape, x.dtype, rng)
-        taps = None if noise is None else gaussian_taps(self.elastic_sigma, x.dtype)
-        return _backend.kernels().warp(np.ascontiguousarray(x), grid, noise, taps)
+        grid, key = self.draw(x.shape, x.dtype, rng)
+        taps = None if key is None else gaussian_taps(self.elastic_sigma, x.dtype)
+        return _backend.kernels().warp(np.ascontiguousarray(x), grid, key, self.elastic_alpha, taps)
 
     def draw(self, shape: tuple[int, ...], dtype: np.dtype,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+             rng: np.random.Generator) -> tuple[np.ndarray, int | None]:
         """Random transforms for a batch of ``shape`` (N, C, H, W), in ``dtype``.
 
         Returns ``grid`` (N, 2, 3), the affine part: output pixel ``(i, j)`` reads
-        the point ``grid[n] @ (i, j, 1)``; and ``noise`` (N, 2, H, W), the elastic
-        part before its blur: the displacement (y, x) added to that point is
-        ``noise`` blurred by :func:`gaussian_taps` (the ``warp`` kernel does it);
-        None without one.
+        the point ``grid[n] @ (i, j, 1)``; and ``key``, one raw 64-bit draw of
+        ``rng`` from which the ``warp`` kernel computes the elastic noise of every
+        sample (``fastzero.kernels.numpy.augment.elastic_noise``), or None
+        without an elastic part.
         """
         n, _, h, w = shape
         draw = rng.uniform
@@ -97,27 +102,8 @@ class Augment:
         grid = np.empty((n, 2, 3))
         grid[:, 0] = np.stack([cos, -sin, cy - cos * ty + sin * tx], axis=1)
         grid[:, 1] = np.stack([sin, cos, cx - sin * ty - cos * tx], axis=1)
-        noise = None
-        if self.elastic_alpha:
-            noise = _uniform_noise(rng, (n, 2, h, w), dtype, self.elastic_alpha)
-        return grid.astype(dtype), noise
-
-
-def _uniform_noise(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype,
-                   alpha: float) -> np.ndarray:
-    """Noise uniform on 256 levels spread evenly over (-alpha, alpha), mean 0.
-
-    Eight levels per raw 64-bit draw of ``rng``'s bit generator, which is most
-    of the elastic preset's serial time. The blur averages a couple of hundred
-    draws into each displacement, so finer levels would change nothing: the
-    variance of 256 levels is that of a continuous uniform to within 2e-5.
-    """
-    size = math.prod(shape)
-    levels = rng.bit_generator.random_raw(-(-size // 8)).view(np.uint8)[:size]
-    real = np.dtype(dtype).type
-    noise = np.multiply(levels, real(2 * alpha / 256), dtype=dtype).reshape(shape)
-    noise -= real(alpha * 255 / 256)
-    return noise
+        key = int(rng.bit_generator.random_raw()) if self.elastic_alpha else None
+        return grid.astype(dtype), key
 
 
 def gaussian_taps(sigma: float, dtype: np.dtype = np.float64) -> np.ndarray:

@@ -29,7 +29,22 @@ def _naive_sample(x, src_y, src_x):
     return out
 
 
-def _naive_warp(x, grid, noise, taps):
+def _naive_noise(key, shape, alpha):
+    """elastic_noise from Python integers: SplitMix64 as published, bytes lowest first."""
+    n, _, h, w = shape
+    words, mask = -(-2 * h * w // 8), 2**64 - 1
+    levels = []
+    for counter in range(n * words):
+        z = (key + counter + 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        levels += [(z >> (8 * b)) & 255 for b in range(8)]
+    levels = np.array(levels, dtype=np.float64).reshape(n, 8 * words)[:, :2 * h * w]
+    return (levels.reshape(shape) * 2 - 255) * alpha / 256
+
+
+def _naive_warp(x, grid, key, alpha, taps):
     """warp written pixel by pixel: each output pixel's point (plus the noise blurred
     by a direct 2-D convolution), then the sampling oracle."""
     n, _, h, w = x.shape
@@ -38,7 +53,8 @@ def _naive_warp(x, grid, noise, taps):
         for i in range(h):
             for j in range(w):
                 src[:, s, i, j] = grid[s].astype(np.float64) @ (i, j, 1)
-    if noise is not None:
+    if key is not None:
+        noise = _naive_noise(key, (n, 2, h, w), alpha)
         field = _naive_blur(noise.reshape(2 * n, h, w), taps).reshape(n, 2, h, w)
         src += np.moveaxis(field, 1, 0)
     return _naive_sample(x, src[0], src[1])
@@ -93,25 +109,33 @@ def test_warp_matches_plain_loops(backend, shape, dtype, sigma):
     grid = np.stack([np.stack([np.cos(angle) / zoom, -np.sin(angle) / zoom, rng.uniform(-2, h, n)], 1),
                      np.stack([np.sin(angle) / zoom, np.cos(angle) / zoom, rng.uniform(-2, w, n)], 1)],
                     axis=1).astype(dtype)  # (N, 2, 3): some points inside, some outside
-    noise = taps = None
+    key, alpha, taps = None, 4 * sigma if sigma else 0.0, None
     if sigma:
-        noise = rng.uniform(-4 * sigma, 4 * sigma, (n, 2, h, w)).astype(dtype)
-        taps = gaussian_taps(sigma, dtype)
-    out = kernels().warp(x, grid, noise, taps)
+        key, taps = int(rng.integers(2**62)) + 2**63, gaussian_taps(sigma, dtype)  # counters wrap
+    out = kernels().warp(x, grid, key, alpha, taps)
     assert out.dtype == dtype and out.shape == shape
-    np.testing.assert_allclose(out, _naive_warp(x, grid, noise, taps), **TOL[dtype])
+    np.testing.assert_allclose(out, _naive_warp(x, grid, key, alpha, taps), **TOL[dtype])
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 28, 28), (2, 1, 5, 7)], ids=str)
+def test_elastic_noise_is_splitmix64_bytes_on_256_levels(shape):
+    from fastzero.kernels.numpy.augment import elastic_noise
+
+    key = 2**64 - 5  # the counters wrap past 2**64
+    noise = elastic_noise(key, (shape[0], 2, *shape[2:]), 34.0, np.float64)
+    np.testing.assert_allclose(noise, _naive_noise(key, noise.shape, 34.0), rtol=0, atol=1e-12)
+    assert np.unique(noise).size > min(200, noise.size // 2) and -34 < noise.min() and noise.max() < 34
 
 
 def test_warp_by_the_identity_grid_is_the_identity(backend):
     x = np.random.default_rng(0).random((2, 3, 5, 6))
     identity = np.broadcast_to(np.array([[1.0, 0, 0], [0, 1, 0]]), (2, 2, 3)).copy()
-    np.testing.assert_array_equal(kernels().warp(x, identity, None, None), x)
-    shift = np.zeros((2, 2, 5, 6))
-    shift[:, 1] = 1.0  # every point one pixel right: the image moves left, zero-filled
+    np.testing.assert_array_equal(kernels().warp(x, identity, None, 0.0, None), x)
+    shifted = identity.copy()
+    shifted[:, 1, 2] = 1.0  # every point one pixel right: the image moves left, zero-filled
     expected = np.zeros_like(x)
     expected[..., :-1] = x[..., 1:]
-    one_tap = np.ones(1)  # a blur that leaves the field as it is
-    np.testing.assert_array_equal(kernels().warp(x, identity, shift, one_tap), expected)
+    np.testing.assert_array_equal(kernels().warp(x, shifted, None, 0.0, None), expected)
 
 
 def test_gaussian_taps():
@@ -145,10 +169,10 @@ def test_rotation_by_a_right_angle_is_rot90(backend):
         def uniform(self, low, high, size):
             return next(draws)
 
-    grid, noise = Augment(rotation=90.0).draw((1, 1, 5, 5), np.dtype(np.float64), Fixed())
-    assert noise is None
+    grid, key = Augment(rotation=90.0).draw((1, 1, 5, 5), np.dtype(np.float64), Fixed())
+    assert key is None
     x = np.random.default_rng(0).random((1, 1, 5, 5))
-    out = kernels().warp(x, grid, None, None)
+    out = kernels().warp(x, grid, None, 0.0, None)
     np.testing.assert_allclose(out[0, 0], np.rot90(x[0, 0], k=-1), atol=1e-12)
 
 

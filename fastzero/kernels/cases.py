@@ -347,11 +347,11 @@ def _warp(k, dims, dtype, rng):
     shift = rng.uniform(-2, 2, (2, n))
     grid = np.stack([np.stack([cos, -sin, shift[0]], axis=1),
                      np.stack([sin, cos, shift[1]], axis=1)], axis=1)  # (N, 2, 3)
-    noise = rng.uniform(-8, 8, (n, 2, h, w))  # blurred: displacements of about a pixel
     sigma = 4.0 if min(h, w) >= 28 else 1.0  # Augment's elastic preset; fewer taps on tiny images
     taps = np.exp(-0.5 * (np.arange(-2 * sigma, 2 * sigma + 1) / sigma) ** 2)
-    return (rng.random((n, c, h, w)).astype(dtype), grid.astype(dtype), noise.astype(dtype),
-            (taps / taps.sum()).astype(dtype))
+    key = int(rng.integers(0, 2**63)) * 2 + 1  # odd: the top bit set half the time, as a raw draw
+    return (rng.random((n, c, h, w)).astype(dtype), grid.astype(dtype), key, 8.0,
+            (taps / taps.sum()).astype(dtype))  # alpha 8: displacements of about a pixel
 
 
 #: optimizer kernel -> (state arrays it keeps, hyper-parameters after them)

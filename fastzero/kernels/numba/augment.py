@@ -179,39 +179,66 @@ def _warp_sample(padded, g, field, has_field, ats, wys, wxs, oks, out):
 
 
 @jit
-def _warp_span(lo, hi, x, grid, noise, taps, has_field, out):
-    """Samples ``lo:hi``: each one's two noise planes blurred into its field
-    (:func:`_blur_plane`), its image padded, then warped (:func:`_warp_sample`);
-    the span's buffers are allocated once, their zero borders set once."""
-    x, grid, noise, out = x[lo:hi], grid[lo:hi], noise[lo:hi], out[lo:hi]  # no field: stays empty
+def _splitmix64(z):
+    """SplitMix64's output for the counter ``z`` (uint64): 64 well-mixed bits."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@jit
+def _elastic_noise(key, first_word, alpha, noise):
+    """The noise planes ``noise`` (2, H, W) of one sample: its levels are the bytes,
+    lowest first, of SplitMix64 of ``key + first_word``, ``key + first_word + 1``, ..."""
+    flat = noise.reshape(noise.size)
+    real = noise.dtype.type
+    scale, offset = real(2 * alpha / 256), real(alpha * 255 / 256)
+    byte = np.uint64(255)
+    for word in range((flat.size + 7) // 8):
+        z = _splitmix64(key + np.uint64(first_word + word))
+        for b in range(min(8, flat.size - 8 * word)):
+            flat[8 * word + b] = real((z >> np.uint64(8 * b)) & byte) * scale - offset
+
+
+@jit
+def _warp_span(lo, hi, x, grid, key, alpha, taps, has_field, out):
+    """Samples ``lo:hi``: each one's noise drawn (:func:`_elastic_noise`) and blurred
+    into its field (:func:`_blur_plane`), its image padded, then warped
+    (:func:`_warp_sample`); the span's buffers are allocated once, their zero
+    borders set once."""
+    x, grid, out = x[lo:hi], grid[lo:hi], out[lo:hi]
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
     r = taps.size // 2
+    words = (2 * h * w + 7) // 8  # per sample
     padded = np.zeros(c * (h + 2) * (w + 2), x.dtype)
     ats, oks = np.zeros(w, np.int64), np.zeros(w, np.bool_)
     wys, wxs = np.zeros(w, x.dtype), np.zeros(w, x.dtype)
-    field = np.zeros((2, h, w) if has_field else (2, 0, 0), x.dtype)
+    noise = np.empty((2, h, w) if has_field else (2, 0, 0), x.dtype)
+    field = np.empty_like(noise)
     wide_rows = np.zeros(r + h * (w + r), x.dtype)
     tall_rows = np.zeros((h + 2 * r) * w, x.dtype)
     along_w = np.empty((h - 1) * (w + r) + w, x.dtype)
     for s in range(x.shape[0]):
         if has_field:
+            _elastic_noise(key, (lo + s) * words, alpha, noise)
             for axis in range(2):
-                _blur_plane(noise[s, axis], taps, wide_rows, tall_rows, along_w, field[axis])
+                _blur_plane(noise[axis], taps, wide_rows, tall_rows, along_w, field[axis])
         _pad_images(x[s], padded)
         _warp_sample(padded, grid[s], field, has_field, ats, wys, wxs, oks, out[s])
 
 
 _warp = spans(_warp_span, "x.shape[0]",
-               "x.shape[1] * x.shape[2] * x.shape[3] * 20 + noise.shape[2] * noise.shape[3] * taps.size * 4")
+              "x.shape[1] * x.shape[2] * x.shape[3] * 20 + x.shape[2] * x.shape[3] * taps.size * 4")
 
 
-def warp(x: np.ndarray, grid: np.ndarray, noise: np.ndarray | None,
+def warp(x: np.ndarray, grid: np.ndarray, key: int | None, alpha: float,
          taps: np.ndarray | None) -> np.ndarray:
-    """``x`` (N, C, H, W) warped by ``grid`` (N, 2, 3) plus ``noise`` (N, 2, H, W)
-    blurred by ``taps``; the contract is on :func:`fastzero.kernels.numpy.augment.warp`."""
+    """``x`` (N, C, H, W) warped by ``grid`` (N, 2, 3) plus the elastic field of ``key``,
+    ``alpha`` and ``taps``; the contract is on :func:`fastzero.kernels.numpy.augment.warp`."""
     out = np.empty_like(x)
-    if noise is None:
-        _warp(x, grid, np.zeros((0, 2, 0, 0), x.dtype), np.ones(1, x.dtype), False, out)
+    if key is None:
+        _warp(x, grid, np.uint64(0), 0.0, np.ones(1, x.dtype), False, out)
     else:
-        _warp(x, grid, noise, taps, True, out)
+        _warp(x, grid, np.uint64(key), float(alpha), taps, True, out)
     return out

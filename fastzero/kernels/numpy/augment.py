@@ -46,15 +46,42 @@ def bilinear_sample(x: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.n
     return out
 
 
-def warp(x: np.ndarray, grid: np.ndarray, noise: np.ndarray | None,
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's output for each counter of ``z`` (uint64; arithmetic wraps)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def elastic_noise(key: int, shape: tuple[int, int, int, int], alpha: float,
+                  dtype: np.dtype) -> np.ndarray:
+    """Uniform noise on 256 levels evenly over (-alpha, alpha), ``shape`` (N, 2, H, W).
+
+    Sample ``n``'s ``2*H*W`` levels are the bytes, lowest first, of SplitMix64 of the
+    counters ``key + n*words``, ``key + n*words + 1``, ... (``words = ceil(2*H*W / 8)``):
+    any thread computes any sample's noise on its own, the same on every backend.
+    """
+    n, _, h, w = shape
+    words = -(-2 * h * w // 8)
+    with np.errstate(over="ignore"):
+        z = _splitmix64(np.uint64(key) + np.arange(n * words, dtype=np.uint64))
+    levels = (z[:, None] >> (np.uint64(8) * np.arange(8, dtype=np.uint64))) & np.uint64(255)
+    levels = levels.reshape(n, 8 * words)[:, :2 * h * w].reshape(shape)
+    real = np.dtype(dtype).type
+    return levels.astype(dtype) * real(2 * alpha / 256) - real(alpha * 255 / 256)
+
+
+def warp(x: np.ndarray, grid: np.ndarray, key: int | None, alpha: float,
          taps: np.ndarray | None) -> np.ndarray:
     """``out[n, c, i, j]`` = ``x[n, c]`` read by bilinear interpolation, zero outside,
-    at the point ``grid[n] @ (i, j, 1)`` plus ``field[n, :, i, j]``, where the
-    displacement ``field[n, a]`` is ``noise[n, a]`` convolved with ``taps`` along W,
-    then along H, zero outside the plane.
+    at the point ``grid[n] @ (i, j, 1)`` plus ``field[n, :, i, j]``: the elastic
+    displacement, :func:`elastic_noise` of ``key`` and ``alpha`` convolved with
+    ``taps`` along W, then along H, zero outside the plane.
 
-    x (N, C, H, W); grid (N, 2, 3), rows y and x; noise (N, 2, H, W); taps (2r+1,);
-    all in x's dtype; noise and taps None for no field. out (N, C, H, W).
+    x (N, C, H, W); grid (N, 2, 3), rows y and x; taps (2r+1,); both in x's dtype;
+    key an int in [0, 2**64), or None (and alpha, taps unused) for no field;
+    out (N, C, H, W).
     """
     n, c, h, w = x.shape
     i = np.arange(h, dtype=x.dtype)[None, :, None]
@@ -62,8 +89,8 @@ def warp(x: np.ndarray, grid: np.ndarray, noise: np.ndarray | None,
     g = grid[:, :, :, None, None]
     src_y = (g[:, 0, 0] * i + g[:, 0, 2]) + g[:, 0, 1] * j  # (N, H, W)
     src_x = (g[:, 1, 0] * i + g[:, 1, 2]) + g[:, 1, 1] * j
-    if noise is not None:
-        field = _blur(noise, taps)
+    if key is not None:
+        field = _blur(elastic_noise(key, (n, 2, h, w), alpha, x.dtype), taps)
         src_y += field[:, 0]
         src_x += field[:, 1]
     return bilinear_sample(x, src_y, src_x)
