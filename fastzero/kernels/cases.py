@@ -349,7 +349,7 @@ def _warp(k, dims, dtype, rng):
                      np.stack([sin, cos, shift[1]], axis=1)], axis=1)  # (N, 2, 3)
     sigma = 4.0 if min(h, w) >= 28 else 1.0  # Augment's elastic preset; fewer taps on tiny images
     taps = np.exp(-0.5 * (np.arange(-2 * sigma, 2 * sigma + 1) / sigma) ** 2)
-    key = int(rng.integers(0, 2**63)) * 2 + 1  # odd: the top bit set half the time, as a raw draw
+    key = int(rng.integers(0, 2**64, dtype=np.uint64))  # as Augment's raw 64-bit draw
     return (rng.random((n, c, h, w)).astype(dtype), grid.astype(dtype), key, 8.0,
             (taps / taps.sum()).astype(dtype))  # alpha 8: displacements of about a pixel
 
