@@ -1,4 +1,4 @@
-"""Data augmentation kernels (separable blur, bilinear resampling, warp) on a batch of 100
+"""Data augmentation kernels (warp, bilinear resampling) on a batch of 100
 MNIST images."""
 import os
 
